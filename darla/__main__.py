@@ -1,0 +1,3 @@
+from darla.cli import main
+
+raise SystemExit(main())

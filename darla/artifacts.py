@@ -1,0 +1,130 @@
+"""Run folders: atomic writes, completion markers and config hashes.
+
+A stage folder is *done* when `DONE.json` exists and records the hash of the config that made
+it. The marker is written last and atomically, so a killed stage is never mistaken for a
+finished one; a changed config makes the folder stale and the stage runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from darla.config import config_hash, dump_yaml, from_dict, load_yaml, to_dict
+from darla.errors import ArtifactError
+
+C = TypeVar("C")
+
+DONE = "DONE.json"
+CONFIG = "config.yaml"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it over `path` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(to_dict(data), indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
+    """Let `writer` fill a temporary file, then move it into place."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"corrupt JSON in {path}: {exc}") from None
+
+
+class StageDir:
+    """One stage's folder: its config, its completion marker, and helpers to write into it."""
+
+    def __init__(self, path: str | Path, config: Any) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.hash = config_hash(config)
+
+    def is_done(self) -> bool:
+        marker = self.path / DONE
+        if not marker.is_file():
+            return False
+        try:
+            return json.loads(marker.read_text()).get("config_hash") == self.hash
+        except (json.JSONDecodeError, OSError):
+            return False
+
+    def prepare(self) -> None:
+        """Create the folder and write the config; a marker from another config is removed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        marker = self.path / DONE
+        if marker.exists() and not self.is_done():
+            marker.unlink()
+        atomic_write_text(self.path / CONFIG, dump_yaml(self.config))
+
+    def mark_done(self, **extra: Any) -> None:
+        atomic_write_json(self.path / DONE, {"config_hash": self.hash, "finished_at": time.time(), **extra})
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def is_done(path: str | Path) -> bool:
+    return (Path(path) / DONE).is_file()
+
+
+def read_stage_config(path: str | Path, cls: type[C]) -> C:
+    """Load a finished stage's config; a missing or foreign folder is a clear ArtifactError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"stage folder not found: {path}")
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise ArtifactError(f"{path} holds no {CONFIG}: not a darla stage folder")
+    return from_dict(cls, load_yaml(cfg_path))
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (to name a checkpoint by content in downstream configs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]

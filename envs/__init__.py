@@ -1,0 +1,1 @@
+"""darla subpackage."""
