@@ -67,9 +67,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "darla.pipelines.validate:COMMAND",
         "train zoo models on sprites, compare with the literature",
     ),
-    ("bench", "env"): ("darla.pipelines.bench:ENV", "benchmark env steps/s and frame collection"),
-    ("bench", "see"): ("darla.pipelines.bench:SEE", "benchmark vision training and encoding"),
-    ("bench", "act"): ("darla.pipelines.bench:ACT", "benchmark PPO on frozen features vs pixels"),
+    ("bench", "env"): ("darla.pipelines.bench_env:COMMAND", "benchmark env steps/s and frame collection"),
+    ("bench", "see"): ("darla.pipelines.bench_see:COMMAND", "benchmark vision training and encoding"),
+    ("bench", "act"): ("darla.pipelines.bench_act:COMMAND", "benchmark PPO on frozen features vs pixels"),
     ("scan", "describe"): ("darla.pipelines.scan_cmd:DESCRIBE", "SCAN: symbols for an image"),
     ("scan", "imagine"): ("darla.pipelines.scan_cmd:IMAGINE", "SCAN: images for a symbol expression"),
 }

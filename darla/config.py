@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from darla.errors import ConfigError
+from darla.errors import ConfigError, UnknownNameError
 from darla.registry import unknown_name_message
 
 C = TypeVar("C")
@@ -96,7 +96,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ConfigError(unknown_name_message(f"value for {where}", value, [str(c) for c in choices]))
+            raise UnknownNameError(
+                unknown_name_message(f"value for {where}", value, [str(c) for c in choices])
+            )
         return value
     if origin in (tuple, list):
         if isinstance(value, str):
@@ -164,7 +166,7 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> 
     for key in data:
         if key not in names:
             label = f"config key for {cls.__name__}" + (f" (at {where})" if where else "")
-            raise ConfigError(unknown_name_message(label, key, names))
+            raise UnknownNameError(unknown_name_message(label, key, names))
     kwargs = {}
     for name in names:
         if name in data:
@@ -243,7 +245,7 @@ def preset_section(preset: str | None, section: str) -> dict[str, Any]:
         return {}
     names = preset_names()
     if preset not in names:
-        raise ConfigError(unknown_name_message("preset", preset, names))
+        raise UnknownNameError(unknown_name_message("preset", preset, names))
     text = (resources.files("darla") / "presets" / f"{preset}.yaml").read_text()
     data = yaml.safe_load(text) or {}
     return dict(data.get(section) or {})

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from darla.artifacts import StageDir, atomic_path, atomic_write_json, file_hash, read_json, read_stage_config
+from darla.errors import ArtifactError
+from darla.seeding import derive_seed, make_rng
+
+
+@dataclass
+class Cfg:
+    steps: int = 1
+
+
+def test_atomic_write_keeps_old_content_when_the_writer_fails(tmp_path):
+    target = tmp_path / "a.json"
+    atomic_write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("killed")
+    assert read_json(target) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_stage_dir_done_only_for_the_same_config(tmp_path):
+    stage = StageDir(tmp_path / "s", Cfg(1))
+    assert not stage.is_done()
+    stage.prepare()
+    assert not stage.is_done()
+    stage.mark_done(note="x")
+    assert stage.is_done() and json.loads((tmp_path / "s" / "DONE.json").read_text())["note"] == "x"
+    changed = StageDir(tmp_path / "s", Cfg(2))
+    assert not changed.is_done()
+    changed.prepare()  # a stale marker is removed, the new config written
+    assert not (tmp_path / "s" / "DONE.json").exists()
+    assert read_stage_config(tmp_path / "s", Cfg) == Cfg(2)
+
+
+def test_missing_or_foreign_stage_folders_are_clear_errors(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        read_stage_config(tmp_path / "nope", Cfg)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="not a darla stage folder"):
+        read_stage_config(tmp_path / "empty", Cfg)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ArtifactError, match="corrupt JSON"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_file_hash_changes_with_content(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"a")
+    h1 = file_hash(p)
+    p.write_bytes(b"b")
+    assert h1 != file_hash(p) and len(h1) == 16
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(0, "see") == derive_seed(0, "see")
+    assert derive_seed(0, "see") != derive_seed(0, "act") != derive_seed(1, "see")
+    assert make_rng(3, "x").integers(1 << 30) == make_rng(3, "x").integers(1 << 30)
