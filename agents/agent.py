@@ -1,0 +1,117 @@
+"""A trained act-stage policy with its vision model: frames in, actions out.
+
+Transfer and evaluation use only `load_agent(act_dir).predict(frames)`, so they never need to know
+whether the policy reads frozen features, a fine-tuned encoder or raw pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from darla.artifacts import file_hash, is_done, read_stage_config
+from darla.errors import ArtifactError, ConfigError
+from darla.runtime import resolve_device
+
+from .config import ActConfig
+from .factory import MODES, load_model
+
+if TYPE_CHECKING:
+    from darla.vision import VisionModel
+
+logger = logging.getLogger(__name__)
+
+POLICY = "policy.zip"
+
+
+def locate_vision_checkpoint(cfg: ActConfig, act_dir: Path) -> Path:
+    """The vision checkpoint an act folder names, verified by content hash.
+
+    The recorded path is tried first; if the run folder was moved, the same file is looked for at
+    `<out>/see/<see folder name>/<file name>` relative to the act folder. A file whose hash differs
+    from the recorded one is refused: the policy was trained on other features.
+    """
+    if cfg.vision_checkpoint is None or cfg.vision_hash is None:
+        raise ArtifactError(f"{act_dir}: config.yaml names no vision checkpoint (mode {cfg.mode!r})")
+    recorded = Path(cfg.vision_checkpoint)
+    candidates = [recorded]
+    if cfg.see is not None and len(act_dir.parents) >= 4:
+        candidates.append(act_dir.parents[3] / "see" / Path(cfg.see).name / recorded.name)
+    for path in candidates:
+        if path.is_file():
+            actual = file_hash(path)
+            if actual != cfg.vision_hash:
+                raise ArtifactError(
+                    f"vision checkpoint {path} changed since this policy was trained "
+                    f"(content hash {actual}, expected {cfg.vision_hash}); re-run act on it"
+                )
+            return path
+    raise ArtifactError(f"vision checkpoint not found: {recorded} (needed by {act_dir})")
+
+
+class Agent:
+    """A policy and the vision model it reads: `predict(uint8 frames) -> actions`."""
+
+    def __init__(
+        self, config: ActConfig, model: BaseAlgorithm, vision: VisionModel | None, path: Path | None = None
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.vision = vision
+        self.path = path
+        self._mode = MODES.get(config.mode)
+        self.image_size = int(config.size or 64)
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.model.action_space.n)  # type: ignore[attr-defined]
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """uint8 frames (n, H, W, 3) (or one (H, W, 3) frame) -> int64 actions (n,)."""
+        frames = np.asarray(obs)
+        if frames.ndim == 3:
+            frames = frames[None]
+        expected = (self.image_size, self.image_size, 3)
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != expected or frames.dtype != np.uint8:
+            raise ConfigError(
+                f"Agent.predict expects uint8 frames of shape (n, {expected[0]}, {expected[1]}, 3), "
+                f"got {frames.dtype} {tuple(frames.shape)}"
+            )
+        actions, _ = self.model.predict(self._mode.prepare(frames, self.vision), deterministic=deterministic)
+        return np.asarray(actions, dtype=np.int64).reshape(len(frames))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Agent({c.algo}/{c.mode} on {c.env} {list(c.domains)}, seed {c.seed}, from {self.path})"
+
+
+def load_agent(act_dir: str | Path, device: str = "auto") -> Agent:
+    """Rebuild a finished act stage's policy with its (hash-verified) vision model."""
+    path = Path(act_dir)
+    if not is_done(path):
+        raise ArtifactError(f"{path} is not a finished act stage (no DONE.json): run or resume `darla act`")
+    return agent_from_folder(path, read_stage_config(path, ActConfig), device)
+
+
+def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent:
+    """The agent saved in `path` under the resolved `cfg` (no completion check: act uses it to verify)."""
+    if not (path / POLICY).is_file():
+        raise ArtifactError(f"{path} holds no {POLICY}")
+    dev = resolve_device(device)
+    vision: VisionModel | None = None
+    checkpoint: str | None = None
+    if MODES.get(cfg.mode).needs_vision:
+        import darla.vision
+
+        ckpt = locate_vision_checkpoint(cfg, path)
+        checkpoint = str(ckpt)
+        vision = darla.vision.load(ckpt, device=dev)
+    model = load_model(
+        path / POLICY, cfg.algo, cfg.mode, cfg.hparams, vision_checkpoint=checkpoint, device=dev
+    )
+    model.policy.set_training_mode(False)
+    return Agent(cfg, model, vision, path)

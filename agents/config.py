@@ -1,0 +1,103 @@
+"""The act stage's config: what to train (algo x mode), where (env, source domains), on what features.
+
+It lives in `darla.agents` (not in the pipeline) because a trained `Agent` carries it: dependencies
+point `pipelines -> agents`, and `darla.pipelines.act` re-exports it under the contract's name.
+`run_act` writes the *resolved* config (env, domains, size, vision checkpoint + content hash, the full
+hyperparameters) into the act folder, so the folder alone says what made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from darla.errors import ConfigError
+
+
+@dataclass
+class ActConfig:
+    """Train an SB3 policy in the source domains on a vision model's frozen (or fine-tuned) features."""
+
+    hash_exclude: ClassVar[tuple[str, ...]] = (
+        "out",
+        "see",
+        "name",
+        "vision_checkpoint",
+        "device",
+        "threads",
+        "progress",
+    )
+
+    see: Path | None = None
+    """see folder (stage 1 output) whose vision model the policy uses; optional for mode 'pixels'
+    (then it only supplies the env and source domains)"""
+    env: str | None = None
+    """env family (default: the one the see folder trained on)"""
+    domains: tuple[str, ...] = ()
+    """domains to train in (default: the see folder's source domains, else the family's source split)"""
+    algo: str = "ppo"
+    """RL algorithm: ppo, a2c, dqn"""
+    mode: str = "frozen"
+    """frozen (DARLA: policy on frozen features), finetune (encoder trained end to end), pixels (NatureCNN)"""
+    seed: int = 0
+    """one seed fixes the policy init, the env workers and the evaluation episodes"""
+    out: Path = Path("runs/exp")
+    """experiment folder; the policy goes to <out>/act/<name>/<algo>/s<seed>/"""
+    name: str | None = None
+    """folder name under <out>/act/ (default: the see folder's name, '<see>-finetune' for finetune,
+    'pixels' for pixels)"""
+    timesteps: int = 100_000
+    """total env steps (summed over the vectorised workers)"""
+    n_envs: int = 4
+    """vectorised env workers"""
+    vec: Literal["auto", "dummy", "subproc"] = "auto"
+    """vec env type: dummy (one process), subproc (one process per worker) or auto"""
+    domain_mode: Literal["per_worker", "per_episode"] = "per_worker"
+    """per_worker: worker i always uses domain i mod k; per_episode: each reset draws a source domain"""
+    size: int | None = None
+    """frame size in pixels (default: the vision model's; 64 for pixels without a see folder)"""
+    max_episode_steps: int | None = None
+    """episode time limit (default: the env family's)"""
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """algorithm hyperparameters overriding agents/hyperparams/<algo>.yaml (e.g. learning_rate=1e-4)"""
+    eval_freq: int = 10_000
+    """evaluate on the source domains every this many env steps (0: only at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, spread evenly over the source domains"""
+    checkpoint_freq: int = 10_000
+    """save a resumable checkpoint every this many env steps (0: never)"""
+    device: str = "auto"
+    """torch device for the policy and the encoder"""
+    threads: int = 0
+    """torch threads (0: all cores)"""
+    progress: bool = True
+    """show SB3's progress bar (only when stderr is a terminal)"""
+    vision_model: str | None = None
+    """(filled in by act) the vision model's zoo name"""
+    vision_checkpoint: str | None = None
+    """(filled in by act) path of the vision checkpoint the policy was trained on"""
+    vision_hash: str | None = None
+    """(filled in by act) content hash of that checkpoint; load_agent refuses a changed file"""
+
+    def validate(self) -> None:
+        from darla.agents.factory import ALGOS, MODES
+
+        ALGOS.get(self.algo)
+        mode = MODES.get(self.mode)
+        if mode.needs_vision and self.see is None:
+            raise ConfigError(f"mode {self.mode!r} needs a vision model: pass --see <see folder>")
+        for label, value, low in (
+            ("timesteps", self.timesteps, 1),
+            ("n_envs", self.n_envs, 1),
+            ("eval_freq", self.eval_freq, 0),
+            ("eval_episodes", self.eval_episodes, 1),
+            ("checkpoint_freq", self.checkpoint_freq, 0),
+            ("threads", self.threads, 0),
+        ):
+            if value < low:
+                raise ConfigError(f"{label} must be >= {low}, got {value}")
+        if self.size is not None and self.size < 8:
+            raise ConfigError(f"size must be >= 8 pixels, got {self.size}")
+        if len(set(self.domains)) != len(self.domains):
+            raise ConfigError(f"domains must not repeat, got {list(self.domains)}")

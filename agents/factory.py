@@ -1,0 +1,290 @@
+"""Algorithm x mode: build (or reload) an SB3 model whose policy sees a vision model's features.
+
+Two registries instead of if/elif chains: `ALGOS` (ppo, a2c, dqn) says which SB3 class to build and
+whether it keeps a replay buffer; `MODES` (frozen, finetune, pixels) says how frames reach the policy
+(env wrapper, policy type and kwargs, what to do after the policy is built, how to prepare raw frames
+for `predict`). Hyperparameters come from `hyperparams/<algo>.yaml` per env family (rl-baselines3-zoo
+style) and are checked against the algorithm's constructor, so a typo is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.torch_layers import NatureCNN
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecTransposeImage
+
+from darla.config import merge
+from darla.errors import ConfigError
+from darla.registry import Registry, unknown_name_message
+
+from .features import EncoderExtractor, FrozenEncoderVecEnv, encode_batch
+
+if TYPE_CHECKING:
+    from darla.vision import VisionModel
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- algorithms
+@dataclass(frozen=True)
+class AlgoSpec:
+    """An RL algorithm: its SB3 class and whether a checkpoint must also hold a replay buffer."""
+
+    name: str
+    cls: type[BaseAlgorithm]
+    off_policy: bool
+
+
+ALGOS: Registry[AlgoSpec] = Registry("algorithm")
+AGENTS = ALGOS  # the contract's other name for the same registry
+ALGOS.register("ppo", AlgoSpec("ppo", PPO, off_policy=False))
+ALGOS.register("a2c", AlgoSpec("a2c", A2C, off_policy=False))
+ALGOS.register("dqn", AlgoSpec("dqn", DQN, off_policy=True))
+
+# set by the act stage itself, never by hyperparameter files
+RESERVED = frozenset(
+    {"self", "policy", "env", "device", "seed", "tensorboard_log", "verbose", "_init_setup_model"}
+)
+
+ACTIVATIONS: Registry[type[torch.nn.Module]] = Registry("activation function")
+ACTIVATIONS.register("relu", torch.nn.ReLU)
+ACTIVATIONS.register("tanh", torch.nn.Tanh)
+ACTIVATIONS.register("elu", torch.nn.ELU)
+ACTIVATIONS.register("leaky_relu", torch.nn.LeakyReLU)
+
+
+# ----------------------------------------------------------------------------- modes
+class Mode:
+    """How frames reach the policy. Subclasses are registered in MODES."""
+
+    name: ClassVar[str]
+    needs_vision: ClassVar[bool]
+    policy: ClassVar[str]
+
+    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+        raise NotImplementedError
+
+    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
+        return {}
+
+    def after_build(self, model: BaseAlgorithm, vision_checkpoint: str | None) -> None:
+        """Called once on a freshly built model (not on a reloaded one)."""
+
+    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+        """uint8 (n, H, W, 3) frames -> what the policy's observation space holds."""
+        raise NotImplementedError
+
+
+MODES: Registry[Mode] = Registry("act mode")
+
+
+def _require(vision: VisionModel | None, mode: str) -> VisionModel:
+    if vision is None:
+        raise ConfigError(f"mode {mode!r} needs a vision model")
+    return vision
+
+
+class FrozenMode(Mode):
+    """DARLA: the policy (MlpPolicy) sees the frozen encoder's features, computed by the env wrapper."""
+
+    name = "frozen"
+    needs_vision = True
+    policy = "MlpPolicy"
+
+    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+        return FrozenEncoderVecEnv(venv, _require(vision, self.name))
+
+    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+        return encode_batch(_require(vision, self.name), frames)
+
+
+class _ImageMode(Mode):
+    """Frames go into the policy: channel-first uint8, scaled to [0, 1] by SB3 (stated, not guessed)."""
+
+    policy = "CnnPolicy"
+
+    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+        return VecTransposeImage(venv)
+
+    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
+        return {"normalize_images": True}
+
+    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+        return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+
+
+class FinetuneMode(_ImageMode):
+    """DARLA_FT: the pretrained encoder is the policy's features extractor, trained end to end."""
+
+    name = "finetune"
+    needs_vision = True
+
+    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
+        if vision_checkpoint is None:
+            raise ConfigError("mode 'finetune' needs a vision checkpoint")
+        return {
+            "normalize_images": True,
+            "features_extractor_class": EncoderExtractor,
+            "features_extractor_kwargs": {"vision_checkpoint": str(vision_checkpoint)},
+        }
+
+    def after_build(self, model: BaseAlgorithm, vision_checkpoint: str | None) -> None:
+        # PPO/A2C initialised every extractor orthogonally; DQN built two (online + target): restore all.
+        extractors = [m for m in model.policy.modules() if isinstance(m, EncoderExtractor)]
+        if not extractors:
+            raise ConfigError("finetune: the policy holds no EncoderExtractor")
+        for extractor in extractors:
+            extractor.load_pretrained(str(vision_checkpoint))
+
+
+class PixelsMode(_ImageMode):
+    """End-to-end baseline (DARLA_ENT-like): SB3's NatureCNN on raw frames, no pretraining."""
+
+    name = "pixels"
+    needs_vision = False
+    MIN_SIZE: ClassVar[int] = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
+
+    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+        h, w = venv.observation_space.shape[:2]  # type: ignore[index]
+        if min(h, w) < self.MIN_SIZE:
+            raise ConfigError(
+                f"mode 'pixels' uses NatureCNN, which needs frames of at least "
+                f"{self.MIN_SIZE}x{self.MIN_SIZE}; got {h}x{w}"
+            )
+        return super().wrap_env(venv, vision)
+
+    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
+        return {"normalize_images": True, "features_extractor_class": NatureCNN}
+
+
+MODES.register("frozen", FrozenMode())
+MODES.register("finetune", FinetuneMode())
+MODES.register("pixels", PixelsMode())
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+def hyperparams_file(algo: str) -> dict[str, Any]:
+    """The parsed `hyperparams/<algo>.yaml` (sections: `default` and one per env family)."""
+    ALGOS.get(algo)
+    res = resources.files("darla.agents") / "hyperparams" / f"{algo}.yaml"
+    if not res.is_file():
+        return {}
+    data = yaml.safe_load(res.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"hyperparams/{algo}.yaml must hold a mapping of env families")
+    return data
+
+
+def default_hyperparams(algo: str, family: str, mode: str) -> dict[str, Any]:
+    """`default` <- the family's section <- their `modes: {<mode>: ...}` overrides."""
+    MODES.get(mode)
+    data = hyperparams_file(algo)
+    merged = merge(dict(data.get("default") or {}), dict(data.get(family) or {}))
+    per_mode = dict(merged.pop("modes", None) or {})
+    for name in per_mode:
+        MODES.get(name)
+    return merge(merged, dict(per_mode.get(mode) or {}))
+
+
+def allowed_hyperparams(algo: str) -> list[str]:
+    params = inspect.signature(ALGOS.get(algo).cls.__init__).parameters
+    return sorted(p for p in params if p not in RESERVED)
+
+
+def check_hyperparams(algo: str, hparams: dict[str, Any]) -> None:
+    allowed = allowed_hyperparams(algo)
+    for key in hparams:
+        if key not in allowed:
+            raise ConfigError(unknown_name_message(f"hyperparameter for {algo}", key, allowed))
+    activation = (hparams.get("policy_kwargs") or {}).get("activation_fn")
+    if activation is not None:
+        ACTIVATIONS.get(activation)
+
+
+def resolve_hyperparams(algo: str, family: str, mode: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The full, validated hyperparameters of one act run (what its config.yaml records)."""
+    hparams = merge(default_hyperparams(algo, family, mode), dict(overrides))
+    check_hyperparams(algo, hparams)
+    return hparams
+
+
+def policy_kwargs(
+    algo: str, mode: str, hparams: dict[str, Any], vision_checkpoint: str | None
+) -> dict[str, Any]:
+    """The user's policy kwargs (YAML-safe) turned into SB3's, with the mode's own on top."""
+    kwargs = dict(hparams.get("policy_kwargs") or {})
+    if "activation_fn" in kwargs:
+        kwargs["activation_fn"] = ACTIVATIONS.get(kwargs["activation_fn"])
+    clash = {"features_extractor_class", "features_extractor_kwargs", "normalize_images"} & set(kwargs)
+    if clash:
+        raise ConfigError(f"policy_kwargs {sorted(clash)} are set by mode {mode!r}; remove them from hparams")
+    kwargs.update(MODES.get(mode).policy_kwargs(vision_checkpoint))
+    return kwargs
+
+
+# ----------------------------------------------------------------------------- env + model
+def wrap_env(venv: VecEnv, mode: str, vision: VisionModel | None) -> VecEnv:
+    """Episode statistics (for `rollout/ep_rew_mean`) then the mode's observation wrapper."""
+    if not venv.env_is_wrapped(Monitor)[0]:
+        venv = VecMonitor(venv)
+    return MODES.get(mode).wrap_env(venv, vision)
+
+
+def build_model(
+    algo: str,
+    mode: str,
+    venv: VecEnv,
+    hparams: dict[str, Any],
+    *,
+    seed: int,
+    device: str = "cpu",
+    vision_checkpoint: str | None = None,
+    tensorboard_log: str | Path | None = None,
+) -> BaseAlgorithm:
+    """A fresh SB3 model on an already wrapped env; finetune encoders start from the pretrained weights."""
+    spec = ALGOS.get(algo)
+    check_hyperparams(algo, hparams)
+    kwargs = {k: v for k, v in hparams.items() if k != "policy_kwargs"}
+    try:
+        model = spec.cls(
+            MODES.get(mode).policy,
+            venv,
+            policy_kwargs=policy_kwargs(algo, mode, hparams, vision_checkpoint),
+            seed=seed,
+            device=device,
+            tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
+            verbose=0,
+            **kwargs,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"bad hyperparameters for {algo}: {exc}") from None
+    MODES.get(mode).after_build(model, vision_checkpoint)
+    return model
+
+
+def load_model(
+    path: str | Path,
+    algo: str,
+    mode: str,
+    hparams: dict[str, Any],
+    *,
+    vision_checkpoint: str | None = None,
+    env: VecEnv | None = None,
+    device: str = "cpu",
+) -> BaseAlgorithm:
+    """Reload a saved model; the policy kwargs are rebuilt (the vision checkpoint may have moved)."""
+    spec = ALGOS.get(algo)
+    custom = {"policy_kwargs": policy_kwargs(algo, mode, hparams, vision_checkpoint)}
+    return spec.cls.load(str(path), env=env, device=device, custom_objects=custom)

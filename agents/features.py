@@ -1,0 +1,129 @@
+"""How a vision model's features reach an SB3 policy.
+
+Two routes, because they trade speed for trainability:
+
+- `FrozenEncoderVecEnv` (DARLA): a VecEnv wrapper that encodes the whole batch of frames once per
+  step under `torch.no_grad()` and hands the policy a float32 feature vector (MlpPolicy). The
+  encoder is never part of the policy, so no optimiser, `policy.train()` or orthogonal init can touch
+  it, and its cost is one batched forward pass per step.
+- `EncoderExtractor` (DARLA_FT): the encoder inside the policy as a `BaseFeaturesExtractor`,
+  differentiable through `model.features(x)`, trained end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from darla.errors import ConfigError
+
+if TYPE_CHECKING:
+    from darla.vision import VisionModel
+
+
+def parameter_hash(module: torch.nn.Module) -> str:
+    """A content hash of every parameter and buffer (to prove a frozen encoder never changed)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_image_shape(model: VisionModel, shape: tuple[int, ...], what: str = "the env's frames") -> None:
+    """A vision model only reads frames of the size it was trained on: say both sizes when they differ."""
+    expected = tuple(int(s) for s in model.image_shape)
+    if tuple(shape) != expected:
+        raise ConfigError(
+            f"image size mismatch: the vision model {type(model).__name__} was trained on "
+            f"{expected[0]}x{expected[1]}x{expected[2]} frames but {what} are "
+            f"{'x'.join(str(s) for s in shape)}; set the act size to {expected[0]} (or retrain see at this size)"
+        )
+
+
+def freeze(model: VisionModel) -> VisionModel:
+    """Eval mode and no gradients: the encoder is a fixed function of the frame."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def encode_batch(model: VisionModel, frames: np.ndarray) -> np.ndarray:
+    """uint8 (n, H, W, 3) -> float32 (n, feature_dim): one batched, gradient-free forward pass."""
+    with torch.no_grad():
+        feats = model.encode(np.ascontiguousarray(frames))
+    return feats.detach().to("cpu", torch.float32).numpy()
+
+
+class FrozenEncoderVecEnv(VecEnvWrapper):
+    """Replaces every observation (and every `terminal_observation`) by the frozen encoder's features.
+
+    SB3 bootstraps the value of truncated episodes from `infos[i]["terminal_observation"]`; that frame
+    must be encoded too, or the policy would see raw pixels where it expects features.
+    """
+
+    def __init__(self, venv: VecEnv, encoder: VisionModel) -> None:
+        space = venv.observation_space
+        if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
+            raise ConfigError(f"FrozenEncoderVecEnv expects uint8 (H, W, 3) frames, got {space}")
+        check_image_shape(encoder, tuple(space.shape))
+        self.encoder = freeze(encoder)
+        dim = int(encoder.feature_dim)
+        obs_space = spaces.Box(low=-np.inf, high=np.inf, shape=(dim,), dtype=np.float32)
+        super().__init__(venv, observation_space=obs_space)
+
+    def reset(self) -> np.ndarray:
+        obs = self.venv.reset()
+        return encode_batch(self.encoder, np.asarray(obs))
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        feats = encode_batch(self.encoder, np.asarray(obs))
+        ended = [i for i, info in enumerate(infos) if info.get("terminal_observation") is not None]
+        if ended:
+            terminal = np.stack([np.asarray(infos[i]["terminal_observation"]) for i in ended])
+            for i, feat in zip(ended, encode_batch(self.encoder, terminal)):
+                infos[i]["terminal_observation"] = feat
+        return feats, rewards, dones, infos
+
+
+class EncoderExtractor(BaseFeaturesExtractor):
+    """The vision model's encoder as a trainable SB3 features extractor (mode `finetune`).
+
+    It is built from the checkpoint path so that a saved policy can be rebuilt; PPO/A2C re-initialise
+    every extractor orthogonally while building the policy, so the factory loads the pretrained
+    weights again *after* construction (`load_pretrained`).
+    """
+
+    def __init__(self, observation_space: spaces.Box, vision_checkpoint: str) -> None:
+        import darla.vision
+
+        model = darla.vision.load(vision_checkpoint, device="cpu")
+        shape = tuple(observation_space.shape)
+        if len(shape) != 3 or shape[0] != 3:
+            raise ConfigError(f"EncoderExtractor expects channel-first (3, H, W) frames, got {shape}")
+        check_image_shape(model, (shape[1], shape[2], shape[0]))
+        super().__init__(observation_space, features_dim=int(model.feature_dim))
+        # SB3's orthogonal init reshapes weights with .view(): it needs the default (contiguous) layout
+        model.to(memory_format=torch.contiguous_format)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        self.encoder = model
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        # SB3 has already scaled uint8 frames to [0, 1] (normalize_images=True) and they are NCHW.
+        return self.encoder.features(observations)
+
+    def load_pretrained(self, vision_checkpoint: str) -> None:
+        import darla.vision
+
+        pretrained = darla.vision.load(vision_checkpoint, device="cpu")
+        self.encoder.load_state_dict(pretrained.state_dict())

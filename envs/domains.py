@@ -1,0 +1,162 @@
+"""Domains: named, frozen, serialisable appearance specs, grouped into source/target/ood splits.
+
+A domain fixes everything a pixel agent could latch onto (room textures, object shapes and
+colours, light and sky) while the task (rules, rewards, dynamics) stays the same. Transfer is
+then measured by swapping the domain, never the task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from darla.config import from_dict, to_dict
+from darla.errors import ConfigError
+from darla.registry import check_choice
+
+Color = tuple[float, float, float]
+
+SPLITS = ("source", "target", "ood")
+
+# Object shapes, all drawn as boxes (cheap to render; see base.py). Sizes are (x, y, z) in metres,
+# chosen so that every kind shows about the same visible area: shape never means "easier to see".
+OBJECT_KINDS: dict[str, tuple[float, float, float]] = {
+    "cube": (0.7, 0.7, 0.7),
+    "pillar": (0.5, 1.0, 0.5),
+    "slab": (0.95, 0.5, 0.95),
+}
+
+
+@cache
+def texture_names() -> tuple[str, ...]:
+    """Texture names MiniWorld can load (files `<name>_<k>.png` or `<name>.png`)."""
+    root = resources.files("miniworld") / "textures"
+    names = set()
+    for entry in root.iterdir():
+        stem = entry.name
+        if not stem.endswith(".png"):
+            continue
+        stem = stem[:-4]
+        base, _, suffix = stem.rpartition("_")
+        names.add(base if suffix.isdigit() and base else stem)
+    return tuple(sorted(names))
+
+
+def _check_color(where: str, value: tuple[float, ...]) -> None:
+    if len(value) != 3 or not all(0.0 <= float(c) <= 1.0 for c in value):
+        raise ConfigError(f"{where}: expected 3 numbers in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object type: its shape and its RGB colour."""
+
+    kind: str = "cube"
+    """Shape of the object: cube, pillar or slab."""
+    color: Color = (0.1, 0.8, 0.1)
+    """RGB colour in [0, 1]."""
+
+    def validate(self) -> None:
+        check_choice("object kind", self.kind, list(OBJECT_KINDS))
+        _check_color("object color", self.color)
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """The appearance of one domain; the task itself is the family's and never changes."""
+
+    name: str
+    """Domain name (unique within a family)."""
+    wall_tex: str = "brick_wall"
+    """MiniWorld texture of the walls."""
+    floor_tex: str = "wood"
+    """MiniWorld texture of the floor."""
+    ceil_tex: str = "ceiling_tiles"
+    """MiniWorld texture of the ceiling."""
+    good: ObjectSpec = field(default_factory=ObjectSpec)
+    """Rewarding object (SeekAvoid: +1 on contact; FetchObject: the goal)."""
+    bad: ObjectSpec = field(default_factory=lambda: ObjectSpec(color=(0.85, 0.1, 0.1)))
+    """Other object (SeekAvoid: -1 on contact; FetchObject: a distractor)."""
+    light_color: Color = (0.7, 0.7, 0.7)
+    """Diffuse light colour; the ambient light is the same colour, dimmer."""
+    sky_color: Color = (0.25, 0.82, 1.0)
+    """Background colour, visible only without a ceiling."""
+    ceiling: bool = True
+    """Whether the room has a ceiling (without one the sky shows above the walls)."""
+    difficulty: int = 0
+    """0 = source; higher = a larger shift away from the sources."""
+    description: str = ""
+    """One line for people: what this domain changes."""
+
+    def validate(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError(f"domain name must be a non-empty string, got {self.name!r}")
+        for label in ("wall_tex", "floor_tex", "ceil_tex"):
+            check_choice(f"texture for {label}", getattr(self, label), list(texture_names()))
+        for obj in (self.good, self.bad):
+            if not isinstance(obj, ObjectSpec):
+                raise ConfigError(f"domain {self.name!r}: objects must be ObjectSpec, got {obj!r}")
+            obj.validate()
+        _check_color("light_color", self.light_color)
+        _check_color("sky_color", self.sky_color)
+        if self.difficulty < 0:
+            raise ConfigError(f"difficulty must be >= 0, got {self.difficulty}")
+
+    # -- factor views, used for disjointness checks and ground-truth labels
+    @property
+    def room(self) -> tuple[str, str, str, bool]:
+        return (self.wall_tex, self.floor_tex, self.ceil_tex, self.ceiling)
+
+    @property
+    def objects(self) -> tuple[ObjectSpec, ObjectSpec]:
+        return (self.good, self.bad)
+
+    @property
+    def lighting(self) -> tuple[Color, Color]:
+        return (self.light_color, self.sky_color)
+
+    def combination(self) -> tuple[Any, ...]:
+        """Every appearance factor; two domains with equal combinations look the same."""
+        return (self.room, self.objects, self.lighting)
+
+    def replace(self, **changes: Any) -> DomainSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(to_dict(self))
+
+
+def spec_from(value: DomainSpec | Mapping[str, Any]) -> DomainSpec:
+    """A validated spec from a spec or a mapping (bad keys/values -> ConfigError)."""
+    if isinstance(value, DomainSpec):
+        value.validate()
+        return value
+    if isinstance(value, Mapping):
+        return from_dict(DomainSpec, dict(value), where="domain")
+    raise ConfigError(f"expected a domain name, DomainSpec or mapping, got {type(value).__name__}: {value!r}")
+
+
+def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[str, ...]]) -> None:
+    """Every split names known domains, every domain sits in exactly one split, and no target or
+    ood domain repeats a source combination (else "transfer" would be measured on seen data)."""
+    if set(splits) != set(SPLITS):
+        raise ConfigError(f"splits must be exactly {SPLITS}, got {tuple(splits)}")
+    seen: dict[str, str] = {}
+    for split, names in splits.items():
+        for name in names:
+            check_choice("domain", name, list(domains))
+            if name in seen:
+                raise ConfigError(f"domain {name!r} is in both {seen[name]!r} and {split!r}")
+            seen[name] = split
+    missing = sorted(set(domains) - set(seen))
+    if missing:
+        raise ConfigError(f"domains in no split: {missing}")
+    source = {domains[n].combination() for n in splits["source"]}
+    for split in ("target", "ood"):
+        for name in splits[split]:
+            if domains[name].combination() in source:
+                raise ConfigError(f"{split} domain {name!r} repeats a source combination")

@@ -1,0 +1,113 @@
+"""Env families: one task, its named domains, its splits, its gym id and its ground truth."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gymnasium
+
+from darla.envs.domains import SPLITS, DomainSpec, check_splits, spec_from
+from darla.errors import ConfigError
+from darla.registry import Registry, check_choice
+
+if TYPE_CHECKING:
+    from darla.envs.ground_truth import GroundTruth
+
+
+@dataclass
+class EnvFamily:
+    """A task and the appearances it can be shown in."""
+
+    name: str
+    gym_id: str
+    entry_point: str
+    """`module:Class` of the gymnasium env (a DomainRoomEnv subclass)."""
+    domains: dict[str, DomainSpec]
+    splits: dict[str, tuple[str, ...]]
+    ground_truth_factory: Callable[[EnvFamily, int], GroundTruth]
+    description: str = ""
+    env_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, spec in self.domains.items():
+            if spec.name != name:
+                raise ConfigError(f"domain registered as {name!r} is named {spec.name!r}")
+            spec.validate()
+        check_splits(self.domains, self.splits)
+
+    def domain(self, name_or_spec: str | DomainSpec | Mapping[str, Any]) -> DomainSpec:
+        """A named domain, or a validated custom spec (dict or DomainSpec)."""
+        if isinstance(name_or_spec, str):
+            check_choice(f"{self.name} domain", name_or_spec, list(self.domains))
+            return self.domains[name_or_spec]
+        return spec_from(name_or_spec)
+
+    def split_of(self, domain: str) -> str:
+        check_choice(f"{self.name} domain", domain, list(self.domains))
+        return next(split for split in SPLITS if domain in self.splits[split])
+
+    def domain_names(self, split: str | None = None) -> tuple[str, ...]:
+        """All domain names in split order (source first), or those of one split."""
+        if split is None:
+            return tuple(n for s in SPLITS for n in self.splits[s])
+        check_choice("split", split, list(SPLITS))
+        return self.splits[split]
+
+    def resolve_domains(self, domains: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """Domain names from names and split names ("source" expands to its domains)."""
+        items = [domains] if isinstance(domains, str) else list(domains)
+        out: list[str] = []
+        for item in items:
+            if item in SPLITS:
+                out.extend(self.splits[item])
+            elif item == "all":
+                out.extend(self.domain_names())
+            else:
+                check_choice(f"{self.name} domain (or split)", item, [*self.domains, *SPLITS, "all"])
+                out.append(item)
+        if not out:
+            raise ConfigError(f"no domains given; valid: {', '.join(self.domain_names())}")
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def env_class(self) -> type[gymnasium.Env]:
+        module, attr = self.entry_point.split(":")
+        cls: type[gymnasium.Env] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def make(
+        self,
+        domain: str | DomainSpec | Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        size: int = 64,
+        max_episode_steps: int | None = None,
+        **env_params: Any,
+    ) -> gymnasium.Env:
+        """The env in one domain; `env_params` are the env class's keyword arguments (checked)."""
+        spec = self.domain(domain)
+        params = {**self.env_defaults, **env_params}
+        try:
+            env = self.env_class(
+                domain=spec, size=size, max_episode_steps=max_episode_steps, seed=seed, **params
+            )
+        except TypeError as exc:
+            raise ConfigError(f"{self.name}: bad env parameter: {exc}") from None
+        return env
+
+    def ground_truth(self, size: int = 64) -> GroundTruth:
+        return self.ground_truth_factory(self, size)
+
+
+FAMILIES: Registry[EnvFamily] = Registry("env")
+
+
+def get_family(name: str) -> EnvFamily:
+    """The family called `name`; accepts the gym id too ("darla/SeekAvoid-v0")."""
+    for family_name, family in FAMILIES.items():
+        if name == family.gym_id:
+            return FAMILIES.get(family_name)
+    return FAMILIES.get(name)

@@ -1,0 +1,103 @@
+"""Vectorised envs for SB3: one or several domains, per worker or drawn per episode."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import gymnasium
+import numpy as np
+
+from darla.errors import ConfigError
+from darla.registry import check_choice
+from darla.runtime import num_cores
+from darla.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
+
+VEC_KINDS = ("dummy", "subproc", "auto")
+DOMAIN_MODES = ("per_worker", "per_episode")
+
+
+class DomainSchedule(gymnasium.Wrapper):
+    """Draws the domain of every episode from `domains` with its own seeded generator, so the
+    same seed gives the same domain sequence whatever the vectorisation."""
+
+    def __init__(self, env: gymnasium.Env, domains: Sequence[str], seed: int) -> None:
+        super().__init__(env)
+        self.domains = tuple(domains)
+        self._rng = np.random.default_rng(seed)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        options = dict(options or {})
+        if "domain" not in options:
+            options["domain"] = self.domains[int(self._rng.integers(len(self.domains)))]
+        return self.env.reset(seed=seed, options=options)
+
+
+def _make_env(
+    family: str,
+    domains: tuple[str, ...],
+    index: int,
+    seed: int,
+    size: int,
+    domain_mode: str,
+    max_episode_steps: int | None,
+    env_params: dict[str, Any],
+) -> gymnasium.Env:
+    """Build worker `index`'s env (module-level so SubprocVecEnv can pickle it)."""
+    from darla.envs.family import get_family
+
+    fam = get_family(family)
+    env_seed = derive_seed(seed, "env", index)
+    first = domains[index % len(domains)]
+    env: gymnasium.Env = fam.make(
+        first, seed=env_seed, size=size, max_episode_steps=max_episode_steps, **env_params
+    )
+    if domain_mode == "per_episode":
+        env = DomainSchedule(env, domains, derive_seed(seed, "domains", index))
+    return env
+
+
+def make_vec_env(
+    family: str,
+    domains: Sequence[str],
+    n_envs: int,
+    *,
+    seed: int,
+    size: int = 64,
+    vec: Literal["dummy", "subproc", "auto"] = "auto",
+    domain_mode: Literal["per_worker", "per_episode"] = "per_worker",
+    max_episode_steps: int | None = None,
+    env_params: dict[str, Any] | None = None,
+) -> VecEnv:
+    """An SB3 VecEnv of `n_envs` copies of `family` (observations uint8 (n, H, W, 3)).
+
+    per_worker: worker i always uses domains[i % len(domains)]; per_episode: every reset draws
+    a domain (seeded per worker). Split names ("source") are expanded. info["domain"] is set.
+    `auto` uses subprocesses when there are several envs and several cores.
+    """
+    from darla.envs.family import get_family
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fam = get_family(family)
+    names = fam.resolve_domains(list(domains) if not isinstance(domains, str) else domains)
+    check_choice("vec env kind", vec, list(VEC_KINDS))
+    check_choice("domain mode", domain_mode, list(DOMAIN_MODES))
+    if n_envs < 1:
+        raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
+    fns = [
+        functools.partial(
+            _make_env, fam.name, names, i, seed, size, domain_mode, max_episode_steps, dict(env_params or {})
+        )
+        for i in range(n_envs)
+    ]
+    if vec == "auto":
+        vec = "subproc" if n_envs > 1 and num_cores() > 1 else "dummy"
+    if vec == "subproc":
+        return SubprocVecEnv(fns, start_method="forkserver")
+    return DummyVecEnv(fns)  # type: ignore[arg-type]

@@ -1,0 +1,463 @@
+"""Stage 2, `darla act`: train an SB3 policy in the source domains on a vision model's features.
+
+The stage folder `<out>/act/<vision>/<algo>/s<seed>/` holds `policy.zip`, the resolved
+`config.yaml` (env, source domains, frame size, the vision checkpoint by path and content hash, the
+full hyperparameters), `evaluations.npz` (periodic evaluations on the source domains, zoo format),
+`tb/` (tensorboard) and `DONE.json` last. A killed run resumes from `checkpoint.zip` (plus the replay
+buffer for off-policy algorithms) when re-run with the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from darla.agents.agent import POLICY, Agent, agent_from_folder, load_agent
+from darla.agents.config import ActConfig
+from darla.agents.factory import MODES, build_model, load_model, resolve_hyperparams, wrap_env
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from darla.artifacts import (
+    StageDir,
+    atomic_save,
+    atomic_write_json,
+    file_hash,
+    is_done,
+    read_json,
+)
+from darla.cli import Command
+from darla.config import config_hash, load_yaml
+from darla.errors import ArtifactError, ConfigError, TrainingError
+from darla.runtime import resolve_device, setup_torch
+from darla.seeding import derive_seed, seed_everything
+
+if TYPE_CHECKING:
+    from darla.vision import VisionModel
+
+__all__ = ["COMMAND", "ActConfig", "act_dir", "load_agent", "resolve_act_config", "run_act"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.zip"
+CHECKPOINT_BUFFER = "checkpoint_buffer.pkl"
+CHECKPOINT_META = "checkpoint.json"
+EVALUATIONS = "evaluations.npz"
+
+
+# ----------------------------------------------------------------------------- resolution
+def read_see(see: Path) -> dict[str, Any]:
+    """A finished see folder's config (env, domains, size, model) as a mapping; refuse anything else."""
+    see = Path(see)
+    if not see.is_dir():
+        raise ArtifactError(f"see folder not found: {see}")
+    if not is_done(see):
+        raise ArtifactError(
+            f"see folder {see} is not finished (no DONE.json): run or resume `darla see` first"
+        )
+    data = load_yaml(see / "config.yaml") if (see / "config.yaml").is_file() else None
+    if not isinstance(data, dict) or "env" not in data:
+        raise ArtifactError(f"{see} holds no see config.yaml naming its env: not a see folder")
+    return data
+
+
+def method_name(cfg: ActConfig) -> str:
+    """The folder name under act/: the see folder's name, '-finetune' added, or 'pixels'."""
+    if cfg.name:
+        return cfg.name
+    if cfg.mode == "pixels" or cfg.see is None:
+        return "pixels"
+    base = Path(cfg.see).name
+    return base if cfg.mode == "frozen" else f"{base}-{cfg.mode}"
+
+
+def act_dir(cfg: ActConfig) -> Path:
+    """`<out>/act/<vision or 'pixels'>/<algo>/s<seed>/`."""
+    return Path(cfg.out) / "act" / method_name(cfg) / cfg.algo / f"s{cfg.seed}"
+
+
+def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
+    """Fill in env, domains, size, vision checkpoint + hash and the full hyperparameters.
+
+    Idempotent: resolving a resolved config gives it back (so its hash names the run).
+    """
+    from darla.envs import get_family
+
+    mode = MODES.get(cfg.mode)
+    see = read_see(Path(cfg.see)) if cfg.see is not None else None
+    env = cfg.env or (see or {}).get("env")
+    if env is None:
+        raise ConfigError("act needs an env family: pass --env (or --see, whose config names it)")
+    if see is not None and cfg.env is not None and see["env"] != cfg.env:
+        raise ConfigError(
+            f"env {cfg.env!r} differs from the env the vision model was trained on ({see['env']!r})"
+        )
+    family = get_family(env)
+    domains = tuple(cfg.domains) or tuple((see or {}).get("domains") or ()) or tuple(family.splits["source"])
+    for d in domains:
+        family.domain(d)  # a clear error for an unknown domain
+    vision: VisionModel | None = None
+    updates: dict[str, Any] = {}
+    size = cfg.size
+    if mode.needs_vision:
+        import darla.vision
+
+        assert cfg.see is not None
+        checkpoint = darla.vision.checkpoint_path(Path(cfg.see))
+        if not Path(checkpoint).is_file():
+            raise ArtifactError(f"see folder {cfg.see} holds no vision checkpoint ({checkpoint})")
+        vision = darla.vision.load(checkpoint, device=resolve_device(cfg.device))
+        h, w, _ = vision.image_shape
+        if h != w:
+            raise ConfigError(f"the vision model reads {h}x{w} frames; act needs square frames")
+        if size is not None and size != h:
+            raise ConfigError(
+                f"image size mismatch: the vision model in {cfg.see} was trained on {h}x{w} frames "
+                f"but act was asked for size {size}; use --size {h} (or retrain see at size {size})"
+            )
+        size = h
+        updates.update(
+            vision_model=type(vision).name,
+            vision_checkpoint=str(Path(checkpoint).resolve()),
+            vision_hash=file_hash(checkpoint),
+        )
+    else:
+        size = size or int((see or {}).get("size") or 64)
+        updates.update(vision_model=None, vision_checkpoint=None, vision_hash=None)
+    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.hparams)
+    resolved = dataclasses.replace(
+        cfg, env=family.name, domains=domains, size=size, hparams=hparams, **updates
+    )
+    resolved.validate()
+    return resolved, vision
+
+
+# ----------------------------------------------------------------------------- callbacks
+class SourceEvalCallback(BaseCallback):
+    """Evaluate on the source domains every `freq` env steps; `evaluations.npz` (zoo format), atomically.
+
+    Scheduled by `num_timesteps` (not by call count) and preloaded from an existing file, so a resumed
+    run continues the same curve.
+    """
+
+    def __init__(self, eval_env: VecEnv, path: Path, freq: int, episodes: int, seed: int) -> None:
+        super().__init__()
+        self.eval_env = eval_env
+        self.path = path
+        self.freq = freq
+        self.episodes = episodes
+        self.seed = seed
+        self.timesteps: list[int] = []
+        self.results: list[list[float]] = []
+        self.lengths: list[list[int]] = []
+        if path.is_file():
+            with np.load(path) as data:
+                self.timesteps = [int(t) for t in data["timesteps"]]
+                self.results = [list(map(float, r)) for r in data["results"]]
+                self.lengths = [list(map(int, r)) for r in data["ep_lengths"]]
+
+    def _next_due(self) -> int:
+        last = self.timesteps[-1] if self.timesteps else 0
+        return (last // self.freq + 1) * self.freq
+
+    def _on_step(self) -> bool:
+        if self.freq > 0 and self.num_timesteps >= self._next_due():
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> float:
+        # the same episodes every time: the evaluation seed does not depend on training progress
+        self.eval_env.seed(self.seed)
+        rewards, lengths = evaluate_policy(
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            warn=False,
+        )
+        assert isinstance(rewards, list) and isinstance(lengths, list)
+        mean = float(np.mean(rewards))
+        if not np.isfinite(mean):
+            raise TrainingError(f"evaluation returned a non-finite mean reward ({mean})")
+        self.timesteps.append(int(self.num_timesteps))
+        self.results.append([float(r) for r in rewards])
+        self.lengths.append([int(n) for n in lengths])
+        self.save()
+        self.logger.record("eval/mean_reward", mean)
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.logger.dump(self.num_timesteps)
+        logger.info(
+            "eval at %d steps: mean reward %.3f over %d episodes", self.num_timesteps, mean, len(rewards)
+        )
+        return mean
+
+    def save(self) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, timesteps=self.timesteps, results=self.results, ep_lengths=self.lengths)
+
+        atomic_save(self.path, write)
+
+
+def save_model(model: BaseAlgorithm, path: Path) -> None:
+    """SB3's zip, written to a temporary file first (a kill never leaves half a policy)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+
+    atomic_save(path, write)
+
+
+def save_checkpoint(model: BaseAlgorithm, folder: Path, cfg_hash: str) -> None:
+    """Replay buffer (off-policy), model, then the metadata naming both: the metadata is written last."""
+    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+
+        def write_buffer(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                model.save_replay_buffer(fh)
+
+        atomic_save(folder / CHECKPOINT_BUFFER, write_buffer)
+    save_model(model, folder / CHECKPOINT)
+    atomic_write_json(
+        folder / CHECKPOINT_META, {"config_hash": cfg_hash, "num_timesteps": int(model.num_timesteps)}
+    )
+    logger.info("checkpoint at %d steps", model.num_timesteps)
+
+
+class CheckpointCallback(BaseCallback):
+    """A resumable checkpoint every `freq` env steps, scheduled by `num_timesteps`."""
+
+    def __init__(self, folder: Path, freq: int, cfg_hash: str) -> None:
+        super().__init__()
+        self.folder = folder
+        self.freq = freq
+        self.cfg_hash = cfg_hash
+        self.last = -1
+
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps // self.freq if self.freq else 0
+
+    def _on_step(self) -> bool:
+        if self.freq > 0 and self.num_timesteps // self.freq > self.last:
+            self.last = self.num_timesteps // self.freq
+            save_checkpoint(self.model, self.folder, self.cfg_hash)
+        return True
+
+
+def clear_checkpoint(folder: Path) -> None:
+    for name in (CHECKPOINT, CHECKPOINT_BUFFER, CHECKPOINT_META):
+        (folder / name).unlink(missing_ok=True)
+
+
+def valid_checkpoint(folder: Path, cfg_hash: str) -> int | None:
+    """Timesteps of a checkpoint made by this very config, else None (a foreign one is discarded)."""
+    meta_path = folder / CHECKPOINT_META
+    if not meta_path.is_file() or not (folder / CHECKPOINT).is_file():
+        return None
+    try:
+        meta = read_json(meta_path)
+    except ArtifactError:
+        return None
+    if meta.get("config_hash") != cfg_hash:
+        logger.info("discarding a checkpoint made by another config in %s", folder)
+        return None
+    return int(meta.get("num_timesteps", 0))
+
+
+# ----------------------------------------------------------------------------- the stage
+def make_env(
+    cfg: ActConfig, *, n_envs: int, seed: int, vec: Literal["auto", "dummy", "subproc"] | None = None
+) -> VecEnv:
+    from darla.envs import make_vec_env
+
+    assert cfg.env is not None and cfg.size is not None
+    return make_vec_env(
+        cfg.env,
+        list(cfg.domains),
+        n_envs,
+        seed=seed,
+        size=cfg.size,
+        vec=vec or cfg.vec,
+        domain_mode=cfg.domain_mode,
+        max_episode_steps=cfg.max_episode_steps,
+    )
+
+
+def run_act(cfg: ActConfig) -> Path:
+    """Train (or resume, or skip when done) one act run; returns its folder."""
+    cfg, vision = resolve_act_config(cfg)
+    folder = act_dir(cfg)
+    stage = StageDir(folder, cfg)
+    if stage.is_done():
+        logger.info("act already done: %s", folder)
+        return folder
+    setup_torch(cfg.threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    stage.prepare()
+    cfg_hash = config_hash(cfg)
+    resume_at = valid_checkpoint(folder, cfg_hash)
+    if resume_at is None:
+        clear_checkpoint(folder)
+        (folder / EVALUATIONS).unlink(missing_ok=True)
+    logger.info(
+        "act %s/%s on %s %s (size %d, %d envs, %d steps)%s",
+        cfg.algo,
+        cfg.mode,
+        cfg.env,
+        list(cfg.domains),
+        cfg.size,
+        cfg.n_envs,
+        cfg.timesteps,
+        f", resuming at {resume_at}" if resume_at is not None else "",
+    )
+    venv = wrap_env(
+        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train")), cfg.mode, vision
+    )
+    # one evaluation worker per source domain, so every domain gets the same number of episodes
+    eval_env = wrap_env(
+        make_env(cfg, n_envs=len(cfg.domains), seed=derive_seed(cfg.seed, "act", "eval"), vec="dummy"),
+        cfg.mode,
+        vision,
+    )
+    try:
+        return _train(cfg, folder, stage, venv, eval_env, device, resume_at)
+    finally:
+        venv.close()
+        eval_env.close()
+
+
+def _train(
+    cfg: ActConfig,
+    folder: Path,
+    stage: StageDir,
+    venv: VecEnv,
+    eval_env: VecEnv,
+    device: str,
+    resume_at: int | None,
+) -> Path:
+    cfg_hash = config_hash(cfg)
+    if resume_at is not None:
+        model = load_model(
+            folder / CHECKPOINT,
+            cfg.algo,
+            cfg.mode,
+            cfg.hparams,
+            vision_checkpoint=cfg.vision_checkpoint,
+            env=venv,
+            device=device,
+        )
+        model.tensorboard_log = str(folder / "tb")
+        if isinstance(model, OffPolicyAlgorithm) and (folder / CHECKPOINT_BUFFER).is_file():
+            model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
+        logger.info("resumed from checkpoint at %d steps", model.num_timesteps)
+    else:
+        model = build_model(
+            cfg.algo,
+            cfg.mode,
+            venv,
+            cfg.hparams,
+            seed=cfg.seed,
+            device=device,
+            vision_checkpoint=cfg.vision_checkpoint,
+            tensorboard_log=folder / "tb",
+        )
+    evaluator = SourceEvalCallback(
+        eval_env,
+        folder / EVALUATIONS,
+        cfg.eval_freq,
+        cfg.eval_episodes,
+        derive_seed(cfg.seed, "act", "eval-episodes"),
+    )
+    callbacks = CallbackList([evaluator, CheckpointCallback(folder, cfg.checkpoint_freq, cfg_hash)])
+    remaining = cfg.timesteps - int(model.num_timesteps)
+    started = time.perf_counter()
+    steps_before = int(model.num_timesteps)
+    if remaining > 0:
+        try:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callbacks,
+                tb_log_name="run",
+                reset_num_timesteps=resume_at is None,
+                progress_bar=cfg.progress and sys.stderr.isatty(),
+            )
+        except KeyboardInterrupt:
+            save_checkpoint(model, folder, cfg_hash)
+            raise
+    seconds = time.perf_counter() - started
+    if not evaluator.timesteps or evaluator.timesteps[-1] != model.num_timesteps:
+        evaluator.init_callback(model)
+        evaluator.evaluate()
+    save_model(model, folder / POLICY)
+    checked = _check_reload(model, folder, cfg, eval_env)
+    steps = int(model.num_timesteps) - steps_before
+    stage.mark_done(
+        num_timesteps=int(model.num_timesteps),
+        eval_mean_reward=float(np.mean(evaluator.results[-1])),
+        train_seconds=round(seconds, 2),
+        steps_per_second=round(steps / seconds, 1) if seconds > 0 and steps > 0 else None,
+        reload_checked_frames=checked,
+        resumed_from=resume_at,
+    )
+    clear_checkpoint(folder)
+    logger.info("act done: %s (eval mean reward %.3f)", folder, float(np.mean(evaluator.results[-1])))
+    return folder
+
+
+def _check_reload(model: BaseAlgorithm, folder: Path, cfg: ActConfig, eval_env: VecEnv) -> int:
+    """The saved policy, reloaded through `load_agent`, must act like the one in memory."""
+    from darla.envs import get_family
+
+    assert cfg.env is not None and cfg.size is not None
+    family = get_family(cfg.env)
+    frames = []
+    for i, domain in enumerate(cfg.domains):
+        env = family.make(domain, seed=derive_seed(cfg.seed, "act", "reload-check", i), size=cfg.size)
+        obs, _ = env.reset()
+        frames.append(np.asarray(obs))
+        for _ in range(3):
+            obs, *_ = env.step(env.action_space.sample())
+            frames.append(np.asarray(obs))
+        env.close()
+    batch = np.stack(frames)
+    live = Agent(cfg, model, getattr(eval_env, "encoder", None), folder)
+    reloaded = agent_from_folder(folder, cfg, cfg.device)
+    a, b = live.predict(batch), reloaded.predict(batch)
+    if not np.array_equal(a, b):
+        raise ArtifactError(f"the saved policy in {folder} acts differently after reloading: {a} vs {b}")
+    return len(batch)
+
+
+def _render(result: dict[str, Any]) -> str:
+    return f"act folder: {result['path']}\neval mean reward (source domains): {result['eval_mean_reward']}"
+
+
+def _run(cfg: ActConfig) -> dict[str, Any]:
+    path = run_act(cfg)
+    done = read_json(path / "DONE.json")
+    return {
+        "path": str(path),
+        "num_timesteps": done.get("num_timesteps"),
+        "eval_mean_reward": done.get("eval_mean_reward"),
+        "steps_per_second": done.get("steps_per_second"),
+    }
+
+
+COMMAND = Command(
+    words=("act",),
+    config=ActConfig,
+    run=_run,
+    help="stage 2: train a policy on frozen features in source domains",
+    render=_render,
+)

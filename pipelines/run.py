@@ -1,0 +1,408 @@
+"""`darla run`: see -> act -> (oracle) -> transfer -> report, in one resumable command.
+
+`darla run --env SeekAvoid --preset quick --out runs/quick` trains every vision model of the
+preset, every policy (vision model x mode x algorithm x seed; `pixels` needs no vision model),
+the target-domain oracles where asked, evaluates every policy zero-shot and writes the report.
+
+Every stage writes its own folder and is skipped when it is done with an unchanged config; a
+changed config re-runs that stage and, because each downstream config records its upstream
+(act records the vision checkpoint's hash, transfer the act folder's completion hash),
+everything that depends on it. A killed run continues where it stopped: finished stages are
+skipped, an interrupted act resumes from its checkpoint. Each stage's outcome (ran / skipped,
+seconds) is appended to `<out>/run_log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from darla.agents.config import ActConfig
+from darla.artifacts import DONE, StageDir, atomic_write_text
+from darla.cli import Command
+from darla.config import dump_yaml, from_dict, to_dict
+from darla.errors import ConfigError
+from darla.pipelines.report import ReportConfig, read_headline, render_table, write_report
+from darla.pipelines.see import SeeConfig
+from darla.pipelines.transfer import (
+    EnvPool,
+    TransferConfig,
+    is_transfer_done,
+    run_transfer,
+    transfer_dir,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_LOG = "run_log.jsonl"
+RUN_CONFIG = "run.yaml"
+
+
+@dataclass
+class RunActConfig(ActConfig):
+    """Act settings shared by every policy of the run. `run` sets env, see, mode, algo, seed, out,
+    name and domains per policy; the rest (timesteps, n_envs, hparams, ...) applies to all."""
+
+    def validate(self) -> None:
+        # The see folder and mode are filled in per policy; check everything else now.
+        probe = copy.copy(self)
+        probe.mode, probe.see = "pixels", None
+        ActConfig.validate(probe)
+
+
+@dataclass
+class RunConfig:
+    """Run all stages for every vision model x mode x algorithm x seed, then the report."""
+
+    env: str = "SeekAvoid"
+    """env family"""
+    out: Path = Path("runs/quick")
+    """run folder (see/, act/, oracle/, transfer/, report/)"""
+    seed: int = 0
+    """seed of the vision models and of the evaluation episodes (policies use `seeds`)"""
+    models: tuple[str, ...] = ("beta_vae_dae",)
+    """vision models to train (see stage), used by the modes that need one"""
+    modes: tuple[str, ...] = ("frozen", "finetune", "pixels")
+    """act modes: frozen (DARLA), finetune (DARLA_FT), pixels (end-to-end baseline)"""
+    algos: tuple[str, ...] = ("ppo",)
+    """RL algorithms"""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """policy seeds (one act run per vision model x mode x algo x seed)"""
+    oracle: bool = True
+    """also train oracles (the same agents on the target domains) as the transfer ceiling"""
+    oracle_modes: tuple[str, ...] = ()
+    """modes that get an oracle (default: every mode); a method without one uses the first oracle of its algo"""
+    oracle_seeds: tuple[int, ...] = ()
+    """seeds of the oracles (default: the first of `seeds`)"""
+    report: bool = True
+    """write the report at the end"""
+    see: SeeConfig = field(default_factory=SeeConfig)
+    """see-stage settings (env, model, out and seed are set by run)"""
+    act: RunActConfig = field(default_factory=RunActConfig)
+    """act-stage settings shared by every policy"""
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    """transfer settings (act, out, oracle and seed are set by run)"""
+
+    hash_exclude: ClassVar[tuple[str, ...]] = ("out",)
+
+    def validate(self) -> None:
+        from darla.agents import ALGOS, MODES
+        from darla.envs import get_family
+        from darla.vision import MODELS
+
+        get_family(self.env)
+        for name, values, registry in (
+            ("models", self.models, MODELS),
+            ("modes", self.modes, MODES),
+            ("algos", self.algos, ALGOS),
+        ):
+            if len(set(values)) != len(values):
+                raise ConfigError(f"run {name} must not repeat, got {list(values)}")
+            for value in values:
+                registry.get(value)
+        if not self.modes or not self.algos or not self.seeds:
+            raise ConfigError("run needs at least one mode, one algo and one seed")
+        if any(MODES.get(m).needs_vision for m in self.modes) and not self.models:
+            raise ConfigError(f"modes {list(self.modes)} need a vision model: set models")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"run seeds must not repeat, got {list(self.seeds)}")
+        for mode in self.oracle_modes:
+            if mode not in self.modes:
+                raise ConfigError(f"oracle mode {mode!r} is not one of the run's modes {list(self.modes)}")
+
+
+# ----------------------------------------------------------------------------- stage bookkeeping
+def _done_mtime(folder: Path) -> int | None:
+    marker = folder / DONE
+    return marker.stat().st_mtime_ns if marker.is_file() else None
+
+
+class StageRunner:
+    """Runs one stage, says whether it ran or was skipped, and logs it to run_log.jsonl."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.log_path = out / RUN_LOG
+        self.counts = {"ran": 0, "skipped": 0}
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    def __call__(
+        self,
+        stage: str,
+        label: str,
+        folder: Path,
+        is_done: Callable[[], bool],
+        run: Callable[[], Path],
+    ) -> Path:
+        before = _done_mtime(folder)
+        try:
+            expect_skip = before is not None and is_done()
+        except Exception:  # a prediction only decides the log line; the stage itself decides
+            expect_skip = False
+        if not expect_skip:
+            logger.info("[%s] %s: running", stage, label)
+        start = time.perf_counter()
+        try:
+            path = run()
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            seconds = time.perf_counter() - start
+            logger.info("[%s] %s: %s after %.1fs", stage, label, status, seconds)
+            self._record(
+                {"stage": stage, "name": label, "path": str(folder), "status": status, "seconds": seconds}
+            )
+            raise
+        seconds = time.perf_counter() - start
+        skipped = before is not None and _done_mtime(path) == before
+        status = "skipped" if skipped else "ran"
+        self.counts[status] += 1
+        if skipped:
+            logger.info("[%s] %s: skipped (done, config unchanged)", stage, label)
+        else:
+            logger.info("[%s] %s: done in %.1fs", stage, label, seconds)
+        self._record(
+            {
+                "stage": stage,
+                "name": label,
+                "path": str(path),
+                "status": status,
+                "seconds": round(seconds, 3),
+                "time": time.time(),
+            }
+        )
+        return path
+
+
+def read_run_log(out: Path) -> list[dict[str, Any]]:
+    """Every stage outcome logged in a run folder, oldest first."""
+    path = Path(out) / RUN_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- configs per stage
+def see_config(cfg: RunConfig, model: str) -> SeeConfig:
+    data = {**to_dict(cfg.see), "env": cfg.env, "model": model, "out": str(cfg.out), "seed": cfg.seed}
+    return from_dict(SeeConfig, data)
+
+
+def act_config(
+    cfg: RunConfig,
+    *,
+    see_dir: Path | None,
+    mode: str,
+    algo: str,
+    seed: int,
+    out: Path,
+    domains: tuple[str, ...] = (),
+) -> ActConfig:
+    data = {
+        **to_dict(cfg.act),
+        "env": cfg.env,
+        "see": str(see_dir) if see_dir is not None else None,
+        "mode": mode,
+        "algo": algo,
+        "seed": seed,
+        "out": str(out),
+        "name": None,
+        "domains": list(domains),
+    }
+    if see_dir is None and cfg.act.size is None:
+        data["size"] = cfg.see.size  # pixels sees the same frames as the vision models
+    return from_dict(ActConfig, data)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One act run of the plan."""
+
+    model: str | None
+    mode: str
+    algo: str
+    seed: int
+
+    @property
+    def label(self) -> str:
+        method = f"{self.model}/{self.mode}" if self.model else self.mode
+        return f"{method}/{self.algo}/s{self.seed}"
+
+
+def plan_policies(cfg: RunConfig, modes: tuple[str, ...], seeds: tuple[int, ...]) -> list[Policy]:
+    from darla.agents import MODES
+
+    out: list[Policy] = []
+    for algo in cfg.algos:
+        for mode in modes:
+            models: tuple[str | None, ...] = cfg.models if MODES.get(mode).needs_vision else (None,)
+            for model in models:
+                out.extend(Policy(model, mode, algo, seed) for seed in seeds)
+    return out
+
+
+# ----------------------------------------------------------------------------- the run
+def run_all(cfg: RunConfig) -> Path:
+    """Run (or resume, or skip) every stage; returns the run folder."""
+    from darla.agents import MODES
+    from darla.envs import get_family
+    from darla.pipelines.act import act_dir, run_act
+    from darla.pipelines.see import run_see
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RUN_CONFIG, dump_yaml(cfg))
+    family = get_family(cfg.env)
+    stage = StageRunner(out)
+    started = time.perf_counter()
+
+    # 1. see: one vision model per name, if any mode needs one
+    see_dirs: dict[str, Path] = {}
+    if any(MODES.get(m).needs_vision for m in cfg.modes):
+        for model in cfg.models:
+            scfg = see_config(cfg, model)
+            see_dirs[model] = stage(
+                "see",
+                model,
+                scfg.folder,
+                functools.partial(_see_done, scfg),
+                functools.partial(run_see, scfg),
+            )
+
+    def run_policy(policy: Policy, root: Path, domains: tuple[str, ...], kind: str) -> Path:
+        acfg = act_config(
+            cfg,
+            see_dir=see_dirs[policy.model] if policy.model else None,
+            mode=policy.mode,
+            algo=policy.algo,
+            seed=policy.seed,
+            out=root,
+            domains=domains,
+        )
+        return stage(
+            kind,
+            policy.label,
+            act_dir(acfg),
+            functools.partial(_act_done, acfg),
+            functools.partial(run_act, acfg),
+        )
+
+    # 2. act: every policy, on the source domains
+    policies = plan_policies(cfg, cfg.modes, cfg.seeds)
+    act_dirs = {p: run_policy(p, out, (), "act") for p in policies}
+
+    # 3. oracles: the same kind of agent trained on the target domains
+    oracle_dirs: dict[Policy, Path] = {}
+    if cfg.oracle:
+        oracle_seeds = cfg.oracle_seeds or cfg.seeds[:1]
+        oracles = plan_policies(cfg, cfg.oracle_modes or cfg.modes, oracle_seeds)
+        target = tuple(family.splits["target"])
+        oracle_dirs = {p: run_policy(p, out / "oracle", target, "oracle") for p in oracles}
+
+    # 4. transfer: every policy, zero-shot, against the floor and its oracle (one env pool)
+    with EnvPool() as pool:
+        for policy, path in act_dirs.items():
+            oracle = match_oracle(policy, oracle_dirs)
+            tcfg = dataclasses.replace(cfg.transfer, act=path, out=out, oracle=oracle, seed=cfg.seed)
+            stage(
+                "transfer",
+                policy.label,
+                transfer_dir(tcfg),
+                functools.partial(is_transfer_done, tcfg),
+                functools.partial(run_transfer, tcfg, pool),
+            )
+
+    # 5. report
+    if cfg.report:
+        write_report(ReportConfig(run=out))
+    logger.info(
+        "run %s: %d stages ran, %d skipped, %.1fs",
+        out,
+        stage.counts["ran"],
+        stage.counts["skipped"],
+        time.perf_counter() - started,
+    )
+    return out
+
+
+def _see_done(scfg: SeeConfig) -> bool:
+    from darla.pipelines.see import resolve_domains
+
+    return StageDir(scfg.folder, resolve_domains(scfg)).is_done()
+
+
+def _act_done(acfg: ActConfig) -> bool:
+    from darla.pipelines.act import act_dir, resolve_act_config
+
+    return StageDir(act_dir(acfg), resolve_act_config(acfg)[0]).is_done()
+
+
+def match_oracle(policy: Policy, oracles: dict[Policy, Path]) -> Path | None:
+    """The oracle for a policy: same model, mode and algo (same seed if trained, else the first);
+    failing that, the first oracle of the same algo."""
+    same = [p for p in oracles if (p.model, p.mode, p.algo) == (policy.model, policy.mode, policy.algo)]
+    for p in same:
+        if p.seed == policy.seed:
+            return oracles[p]
+    if same:
+        return oracles[same[0]]
+    for p, path in oracles.items():
+        if p.algo == policy.algo:
+            return path
+    return None
+
+
+def _command(cfg: RunConfig) -> dict[str, Any]:
+    out = run_all(cfg)
+    counts: dict[str, int] = {}
+    for entry in read_run_log(out):
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    result: dict[str, Any] = {
+        "out": str(out),
+        "see": str(out / "see"),
+        "act": str(out / "act"),
+        "transfer": str(out / "transfer"),
+        "log": str(out / RUN_LOG),
+    }
+    if cfg.report:
+        report = out / "report"
+        result.update(
+            report=str(report / "report.md"),
+            plot=str(report / "transfer.png"),
+            csv=str(report / "results.csv"),
+            table=read_headline(report),
+        )
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"run folder: {result['out']}"]
+    if "table" in result:
+        lines += [
+            "",
+            render_table(result["table"]),
+            "",
+            f"report: {result['report']}",
+            f"plot:   {result['plot']}",
+        ]
+    return "\n".join(lines)
+
+
+COMMAND = Command(
+    words=("run",),
+    config=RunConfig,
+    run=_command,
+    help="see -> act -> transfer -> report, resumable",
+    render=render,
+)

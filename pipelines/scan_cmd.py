@@ -1,0 +1,360 @@
+"""`darla scan train | describe | imagine`: SCAN symbols on a frozen vision model.
+
+    darla scan train --vision runs/exp1/see/beta_vae_dae           # -> runs/exp1/scan/beta_vae_dae/
+    darla scan describe frame.png --scan runs/exp1/scan/beta_vae_dae
+    darla scan imagine "wall=brick,good=green" --scan runs/exp1/scan/beta_vae_dae --out grid.png
+    darla scan imagine "wall=brick,floor=lava IGNORE floor=lava" --scan ...
+
+`train_scan` writes its own stage folder (config.yaml, model.pt, metrics.json with img2sym
+accuracy on held-out factor combinations, sym2img.png, DONE.json); a finished folder with the
+same config is skipped. Symbols are 'factor=value' terms (abbreviations by unique prefix or
+substring are accepted); unknown names are errors that list the valid symbols.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from darla.artifacts import StageDir, atomic_write_json, file_hash
+from darla.cli import Command
+from darla.config import from_dict
+from darla.errors import ArtifactError, ConfigError
+from darla.log import progress
+from darla.runtime import resolve_device, setup_torch
+from darla.seeding import derive_seed, seed_everything
+from darla.vision import build, checkpoint_path, load, save
+from darla.vision.base import apply_step
+from darla.vision.figures import save_png, tile
+from darla.vision.models.scan import OPERATORS, SCAN, Gaussian, ScanConfig, load_scan, recombine
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- train
+@dataclass
+class ScanTrainConfig:
+    """Train SCAN: ground symbols built from the env's factors in a frozen vision model's latents."""
+
+    vision: str = ""
+    """See folder of the frozen beta_vae / beta_vae_dae (e.g. runs/exp1/see/beta_vae_dae)."""
+    out: Path | None = None
+    """SCAN folder; default: <experiment>/scan/<vision folder name>/ next to the see folder."""
+    env: str = ""
+    """Env family of the symbols and images; empty: the vision see folder's env."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """SCAN hyperparameters (beta, grounding, factors, examples, heldout, hidden, keep_prob, features)."""
+    steps: int = 3000
+    """Optimisation steps."""
+    batch_size: int = 64
+    """Examples per step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    samples: int = 8
+    """sym2img samples per held-out combination in sym2img.png (and in the sym2img check)."""
+    seed: int = 0
+    """One seed for the examples, the held-out split, initialisation and minibatches."""
+    device: str = "auto"
+    """Torch device: auto, cpu, cuda."""
+    threads: int = 0
+    """Torch threads (0 = all cores)."""
+
+    hash_exclude: ClassVar[tuple[str, ...]] = ("out", "device", "threads")
+
+    def validate(self) -> None:
+        if not self.vision:
+            raise ConfigError(
+                "scan train needs --vision: the see folder of a trained beta_vae or beta_vae_dae"
+            )
+        bad = {"base", "env", "seed", "vocabulary"} & set(self.params)
+        if bad:
+            raise ConfigError(
+                f"scan params {sorted(bad)} are set by the command itself (use --vision/--env/--seed)"
+            )
+        from_dict(ScanConfig, {**self.params, "base": self.vision}, where="params")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.samples < 1:
+            raise ConfigError(
+                f"need steps, batch_size, samples >= 1 and lr > 0; got {self.steps}, {self.batch_size}, "
+                f"{self.samples}, {self.lr}"
+            )
+
+    @property
+    def folder(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        see = Path(self.vision)
+        see = see.parent if see.suffix == ".pt" else see
+        return see.parent.parent / "scan" / see.name
+
+
+@torch.no_grad()
+def sym2img_check(model: SCAN, samples: int, generator: torch.Generator, limit: int = 32) -> dict[str, Any]:
+    """Imagine each held-out combination from its full symbol, read the samples back with img2sym.
+
+    A self-consistency figure (SCAN grades its own samples): the fraction of named factors that
+    img2sym recovers from sym2img samples. Returns the figure and the images of the first few.
+    """
+    d = model.data
+    combos = torch.unique(d["factors"][d["heldout"]], dim=0)[:limit]
+    if len(combos) == 0:
+        return {}
+    hits, images = [], []
+    for row in combos:
+        y = model.symbols_of(row[None])
+        x = model.sym2img(y, samples, generator)
+        pred = model.predict_factors(model.img2sym(x)).cpu()
+        hits.append((pred == row[None]).float().mean(0))
+        images.append(x)
+    per = torch.stack(hits).mean(0)
+    return {
+        "combinations": len(combos),
+        "accuracy": float(per.mean()),
+        "per_factor": {f: round(float(a), 4) for f, a in zip(model.groups, per)},
+        "images": torch.cat(images[:8]),
+    }
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    img = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return np.repeat(img, 3, axis=3) if img.shape[3] == 1 else img
+
+
+def train_scan(cfg: ScanTrainConfig) -> Path:
+    """Train (or skip when done with the same config) SCAN on a frozen see folder; returns its folder."""
+    cfg.validate()
+    stage = StageDir(cfg.folder, cfg)
+    if stage.is_done():
+        logger.info("scan: %s is done with the same config; skipping", stage.path)
+        return stage.path
+    setup_torch(cfg.threads)
+    device = resolve_device(cfg.device)
+    base = load(cfg.vision, device="cpu")
+    seed_everything(derive_seed(cfg.seed, "scan", "init"))
+    model = build(
+        "scan", image_shape=base.image_shape, base=cfg.vision, env=cfg.env, seed=cfg.seed, **cfg.params
+    )
+    assert isinstance(model, SCAN)
+    model.to(device)
+    stage.prepare()
+    t0 = time.perf_counter()
+    model.prepare()
+    render_s = time.perf_counter() - t0
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "batches"))
+    model.train()
+    t1 = time.perf_counter()
+    terms: dict[str, torch.Tensor] = {}
+    with progress(total=cfg.steps, desc="scan", unit="step") as bar:
+        for step in range(cfg.steps):
+            y, vision = model.training_batch(cfg.batch_size, gen)
+            loss, terms = model.scan_loss(y, vision)
+            apply_step(opt, loss, terms, step)
+            bar.update(1)
+            if step % 100 == 0:
+                bar.set_postfix(loss=f"{float(loss):.2f}")
+    train_s = time.perf_counter() - t1
+    model.eval()
+    figure_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "figure"))
+    check = sym2img_check(model, cfg.samples, figure_gen)
+    images = check.pop("images", None)
+    if images is not None:
+        grid = _to_uint8(images)
+        save_png(stage.file("sym2img.png"), tile(grid, len(grid) // cfg.samples, cfg.samples))
+    vision_file = checkpoint_path(cfg.vision)
+    metrics = {
+        "vision": str(vision_file),
+        "vision_hash": file_hash(vision_file),
+        "vision_model": base.name,
+        "env": model.config.env,
+        "vocabulary": list(model.vocabulary),
+        "factors": list(model.groups),
+        "img2sym_heldout": model.img2sym_accuracy(heldout=True),
+        "img2sym_train": model.img2sym_accuracy(heldout=False),
+        "sym2img_heldout_self_check": check,
+        "final_terms": {k: round(float(v), 4) for k, v in terms.items()},
+        "steps": cfg.steps,
+        "render_seconds": round(render_s, 2),
+        "training_seconds": round(train_s, 2),
+    }
+    save(model, stage.path, extra={"vision": str(vision_file), "vision_hash": metrics["vision_hash"]})
+    atomic_write_json(stage.file("metrics.json"), metrics)
+    stage.mark_done(steps=cfg.steps)
+    held = metrics["img2sym_heldout"]
+    logger.info(
+        "scan: img2sym on held-out combinations %.3f (chance %.3f), %d examples",
+        held.get("accuracy", float("nan")),
+        held.get("chance", float("nan")),
+        held.get("examples", 0),
+    )
+    return stage.path
+
+
+def _run_train(cfg: ScanTrainConfig) -> dict[str, Any]:
+    import json
+
+    path = train_scan(cfg)
+    metrics = json.loads((path / "metrics.json").read_text())
+    held = metrics.get("img2sym_heldout", {})
+    return {
+        "scan_dir": str(path),
+        "img2sym_heldout_accuracy": held.get("accuracy"),
+        "chance": held.get("chance"),
+        "img2sym_train_accuracy": metrics.get("img2sym_train", {}).get("accuracy"),
+        "sym2img_self_check": metrics.get("sym2img_heldout_self_check", {}).get("accuracy"),
+        "symbols": len(metrics.get("vocabulary", [])),
+    }
+
+
+# ----------------------------------------------------------------------------- describe
+@dataclass
+class ScanDescribeConfig:
+    """Describe an image with SCAN's symbols (img2sym), with probabilities."""
+
+    image: str = ""
+    """Image file (PNG/JPEG); resized to the vision model's input size."""
+    scan: str = ""
+    """SCAN folder (from `darla scan train`) or its model.pt."""
+    top: int = 3
+    """Values shown per factor, most probable first."""
+    device: str = "auto"
+    """Torch device."""
+
+    def validate(self) -> None:
+        if not self.image or not self.scan:
+            raise ConfigError("scan describe needs an IMAGE and --scan PATH (a SCAN folder)")
+        if self.top < 1:
+            raise ConfigError(f"top must be >= 1, got {self.top}")
+
+
+def read_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file as uint8 (H, W, C) at the model's size; missing/unreadable -> ArtifactError."""
+    from PIL import Image, UnidentifiedImageError
+
+    file = Path(path)
+    if not file.is_file():
+        raise ArtifactError(f"image not found: {file}")
+    try:
+        img = Image.open(file).convert("L" if shape[2] == 1 else "RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ArtifactError(f"cannot read image {file}: {exc}") from None
+    h, w, c = shape
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
+    return arr.reshape(h, w, c)
+
+
+def describe(cfg: ScanDescribeConfig) -> dict[str, Any]:
+    cfg.validate()
+    model = load_scan(cfg.scan, device=cfg.device)
+    frame = read_image(cfg.image, model.image_shape)
+    with torch.no_grad():
+        probs = model.img2sym(model.to_float(model.as_batch(frame)))
+    desc = model.describe(probs)[0]
+    symbols = {f: dict(list(values.items())[: cfg.top]) for f, values in desc.items()}
+    best = ",".join(f"{f}={next(iter(v))}" for f, v in desc.items())
+    return {"image": str(cfg.image), "scan": str(cfg.scan), "symbols": symbols, "best": best}
+
+
+def _render_describe(result: dict[str, Any]) -> str:
+    lines = [f"{result['image']}: {result['best']}"]
+    for factor, values in result["symbols"].items():
+        shown = ", ".join(f"{v} {p:.2f}" for v, p in values.items())
+        lines.append(f"  {factor:<14} {shown}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- imagine
+@dataclass
+class ScanImagineConfig:
+    """Imagine images for a symbol expression (sym2img), written as a PNG grid."""
+
+    symbols: str = ""
+    """'factor=value,...' (one k-hot concept), optionally combined: 'A AND B', 'A IN_COMMON B', 'A IGNORE B'."""
+    scan: str = ""
+    """SCAN folder (from `darla scan train`) or its model.pt."""
+    out: Path = Path("imagine.png")
+    """PNG grid of the samples."""
+    n: int = 16
+    """Number of samples."""
+    cols: int = 8
+    """Samples per grid row."""
+    seed: int = 0
+    """Seeds the samples."""
+    device: str = "auto"
+    """Torch device."""
+
+    def validate(self) -> None:
+        if not self.symbols.strip() or not self.scan:
+            raise ConfigError(
+                'scan imagine needs SYMBOLS (e.g. "wall=brick,good_color=green") and --scan PATH'
+            )
+        if self.n < 1 or self.cols < 1:
+            raise ConfigError(f"n and cols must be >= 1, got {self.n}, {self.cols}")
+
+
+_OP_SPLIT = re.compile(r"\s+(" + "|".join(n.replace("_", "[_ ]") for n in OPERATORS.names()) + r")\s+", re.I)
+
+
+def parse_expression(model: SCAN, text: str) -> Gaussian:
+    """'A OP B OP C ...' (left to right) -> one concept distribution in SCAN's latent space."""
+    parts = _OP_SPLIT.split(text.strip())
+    with torch.no_grad():
+        concept = model.symbol_posterior(model.parse_symbols(parts[0]).to(model.device))
+        for op, operand in zip(parts[1::2], parts[2::2]):
+            other = model.symbol_posterior(model.parse_symbols(operand).to(model.device))
+            concept = recombine(op, concept, other)
+    return concept
+
+
+def imagine(cfg: ScanImagineConfig) -> dict[str, Any]:
+    cfg.validate()
+    model = load_scan(cfg.scan, device=cfg.device)
+    concept = parse_expression(model, cfg.symbols)
+    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "imagine"))
+    images = _to_uint8(model.imagine(concept, cfg.n, gen))
+    cols = min(cfg.cols, cfg.n)
+    save_png(cfg.out, tile(images, -(-cfg.n // cols), cols))
+    return {"out": str(cfg.out), "symbols": cfg.symbols, "samples": cfg.n, "concept_kl": _concept_kl(concept)}
+
+
+def _concept_kl(concept: Gaussian) -> list[float]:
+    """Per latent unit KL of the concept from the prior (large = the concept specifies that unit)."""
+    from darla.vision.models.scan import gaussian_kl_between
+
+    mu, logvar = concept
+    kl = gaussian_kl_between((mu, logvar), (torch.zeros_like(mu), torch.zeros_like(logvar)))
+    return [round(float(v), 3) for v in kl.flatten()]
+
+
+TRAIN = Command(
+    words=("scan", "train"),
+    config=ScanTrainConfig,
+    run=_run_train,
+    help="SCAN: ground env-factor symbols in a frozen vision model",
+)
+DESCRIBE = Command(
+    words=("scan", "describe"),
+    config=ScanDescribeConfig,
+    run=describe,
+    help="SCAN: symbols for an image",
+    positional=("image",),
+    render=_render_describe,
+)
+IMAGINE = Command(
+    words=("scan", "imagine"),
+    config=ScanImagineConfig,
+    run=imagine,
+    help="SCAN: images for a symbol expression",
+    positional=("symbols",),
+)
+
+__all__ = ["DESCRIBE", "IMAGINE", "TRAIN", "ScanTrainConfig", "parse_expression", "train_scan"]

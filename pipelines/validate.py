@@ -1,0 +1,357 @@
+"""`darla validate`: train zoo models on procedural dSprites and compare with the literature.
+
+    darla validate --preset quick --out runs/v
+
+Each model is trained with disentanglement_lib's settings (10 latents, batch 64, Adam 1e-4,
+its conv architecture, Bernoulli likelihood) for a step budget that fits this machine, then
+scored with the FactorVAE metric and MIG (disentanglement_lib's point counts). Results land in
+`<out>/validate/`: one resumable folder per model (model.pt, scores.json, traversals.png,
+DONE.json) and a table (results.md / .csv / .json) next to the published values, plus a
+figure of latent traversals per model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from darla.artifacts import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from darla.cli import Command
+from darla.config import config_hash, dump_yaml, to_dict
+from darla.errors import ConfigError
+from darla.runtime import setup_torch
+from darla.vision.trainer import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+DATASET = "sprites"
+
+PUBLISHED: dict[str, dict[str, str]] = {
+    # mean over seeds and hyperparameters on dSprites (see shared/REFERENCES.md); wide between papers
+    "vae": {"factor_vae": "~0.63", "mig": "~0.10"},
+    "beta_vae": {"factor_vae": "~0.63", "mig": "~0.21"},
+    "beta_tcvae": {"factor_vae": "~0.62", "mig": "~0.45"},
+    "factor_vae": {"factor_vae": "~0.82", "mig": "0.15-0.40"},
+}
+
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    # one point of disentanglement_lib's sweeps (beta 1..16, beta-TCVAE beta 1..10, gamma 10..100)
+    "beta_vae": {"beta": 4.0},
+    "beta_tcvae": {"beta": 6.0},
+    "factor_vae": {"gamma": 35.0},
+}
+
+
+def _dislib_train() -> TrainConfig:
+    return TrainConfig(steps=300_000, batch_size=64, lr=1e-4)
+
+
+@dataclass
+class ValidateConfig:
+    """Train zoo models on procedural dSprites; table of FactorVAE score and MIG vs the literature."""
+
+    out: Path = Path("runs/default")
+    """Run folder; results go to <out>/validate/."""
+    models: tuple[str, ...] = ("vae", "beta_vae", "beta_tcvae", "factor_vae")
+    """Zoo models to train (any generative model of darla.vision.MODELS)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Per-model hyperparameters over the defaults, e.g. beta_vae='{beta: 8}'."""
+    latent_dim: int = 10
+    """Latent units (disentanglement_lib: 10)."""
+    frames: int = 0
+    """Training images: 0 = all 737,280 factor combinations, else a seeded random subset."""
+    train: TrainConfig = field(default_factory=_dislib_train)
+    """Optimisation (disentanglement_lib: batch 64, Adam 1e-4, 300k steps)."""
+    metrics: tuple[str, ...] = ("factor_vae", "mig")
+    """Metrics in the table (any of darla.vision.metrics)."""
+    point_scale: float = 1.0
+    """Multiplies the metrics' point counts (1 = disentanglement_lib's)."""
+    metric_params: dict[str, Any] = field(default_factory=dict)
+    """Per-metric overrides, e.g. mig='{num_train: 10000}' (taken as given, not scaled)."""
+    seed: int = 0
+    """Seed of data order, initialisation and metrics."""
+    device: str = "auto"
+    """Torch device: auto, cpu, cuda."""
+    threads: int = 0
+    """Torch CPU threads (0 = all cores)."""
+
+    hash_exclude: ClassVar[tuple[str, ...]] = ("out", "device", "threads")
+
+    def validate(self) -> None:
+        from darla.vision import MODELS
+        from darla.vision.metrics import METRICS
+
+        if not self.models:
+            raise ConfigError(f"no model to validate. Valid choices: {', '.join(MODELS.names())}")
+        for name in self.models:
+            cls = MODELS.get(name)
+            if not cls.generative:
+                raise ConfigError(f"model {name!r} has no decoder to train on sprites alone")
+        for name in self.params:
+            if name not in self.models:
+                MODELS.get(name)
+                raise ConfigError(f"params given for model {name!r}, which is not in models {self.models}")
+            if not isinstance(self.params[name], dict):
+                raise ConfigError(
+                    f"params.{name} must be a mapping of hyperparameters, got {self.params[name]!r}"
+                )
+        for name in self.metrics:
+            METRICS.get(name)
+        from darla.vision.metrics import resolve_params
+
+        resolve_params(self.metrics, self.metric_params, self.point_scale)
+        if self.latent_dim < 1:
+            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if self.frames < 0:
+            raise ConfigError(f"frames must be >= 0 (0 = all combinations), got {self.frames}")
+        if self.point_scale <= 0:
+            raise ConfigError(f"point_scale must be > 0, got {self.point_scale}")
+
+
+@dataclass
+class ModelRun:
+    """What decides one model's result (written as that model folder's config.yaml)."""
+
+    model: str
+    params: dict[str, Any]
+    dataset: str
+    frames: int
+    train: TrainConfig
+    metrics: tuple[str, ...]
+    point_scale: float
+    metric_params: dict[str, Any]
+    seed: int
+
+
+def model_params(cfg: ValidateConfig, name: str) -> dict[str, Any]:
+    return {**DEFAULT_PARAMS.get(name, {}), **cfg.params.get(name, {}), "latent_dim": cfg.latent_dim}
+
+
+def sprite_frames(n: int, seed: int) -> np.ndarray:
+    """All 737,280 dSprites images (n=0) or a seeded subset of n, uint8 (N, 64, 64, 1)."""
+    from darla.envs.sprites import Sprites
+    from darla.seeding import make_rng
+
+    data = Sprites()
+    total = data.num_combinations
+    index = (
+        np.arange(total) if n == 0 else np.sort(make_rng(seed, "validate", "frames").permutation(total)[:n])
+    )
+    frames = np.empty((len(index), *data.image_shape), dtype=np.uint8)
+    for start in range(0, len(index), 65536):
+        chunk = index[start : start + 65536]
+        frames[start : start + len(chunk)] = data.sample_observations_from_factors(data.factors_of(chunk))
+    return frames
+
+
+def traversal_image(
+    model: Any, frames: np.ndarray, seed: int, values: int = 7
+) -> tuple[np.ndarray, list[str]]:
+    """Grey traversal grid (rows = latents by KL, columns = values in [-3, 3] for two seed images)."""
+    import torch
+
+    from darla.seeding import make_rng
+    from darla.vision.figures import latent_order, tile
+
+    rng = make_rng(seed, "validate", "traversal")
+    reference = frames[rng.choice(len(frames), size=512, replace=False)]
+    seeds = reference[:2]
+    order, score, _ = latent_order(model, reference)
+    with torch.inference_mode():
+        mu, _ = model.posterior(model.to_float(model.as_batch(seeds)))
+        sweep = torch.linspace(-3.0, 3.0, values)
+        rows = []
+        for d in order:
+            z = mu[:, None, :].repeat(1, values, 1)
+            z[:, :, d] = sweep
+            img = model.decode(z.flatten(0, 1)).clamp(0, 1)
+            rows.append((img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    grid = tile(np.concatenate(rows), len(order), values * len(seeds))
+    return grid[..., 0], [f"z{d} KL {score[d]:.2f}" for d in order]
+
+
+def save_traversals(path: Path, panels: list[tuple[str, np.ndarray, list[str]]]) -> None:
+    """One panel per model, latents labelled on the left, written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    heights = [p[1].shape[0] for p in panels]
+    width = max(p[1].shape[1] for p in panels)
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(width / 60 + 1.5, sum(heights) / 60 + 0.4 * len(panels)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for ax, (title, grid, labels) in zip(axes[:, 0], panels):
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+        step = (grid.shape[0] - 2) / max(len(labels), 1)
+        ax.set_yticks([2 + step * (i + 0.5) for i in range(len(labels))], labels, fontsize=7)
+        ax.set_xticks([])
+        ax.set_title(title, fontsize=9, loc="left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Path) -> dict[str, Any]:
+    """Train (or resume) one model, score it, write its folder; skipped when already done."""
+    from darla.envs.sprites import Sprites
+    from darla.pipelines.evaluate import model_encoder
+    from darla.vision import build
+    from darla.vision.figures import save_png
+    from darla.vision.metrics import evaluate
+    from darla.vision.trainer import Trainer
+
+    run = ModelRun(
+        model=name,
+        params=model_params(cfg, name),
+        dataset=DATASET,
+        frames=cfg.frames,
+        train=cfg.train,
+        metrics=cfg.metrics,
+        point_scale=cfg.point_scale,
+        metric_params=cfg.metric_params,
+        seed=cfg.seed,
+    )
+    stage = StageDir(root / name, run)
+    if stage.is_done():
+        logger.info("validate %s: done, reusing %s", name, stage.path)
+        return dict(read_json(stage.file("scores.json")))
+    stage.prepare()
+    model = build(name, image_shape=frames.shape[1:], **run.params)
+    trainer = Trainer(
+        model,
+        frames,
+        cfg.train,
+        seed=cfg.seed,
+        checkpoint=stage.file("model.pt"),
+        resume_key=config_hash(run),
+        tb_dir=stage.file("tb"),
+        extra={"dataset": DATASET},
+        device=cfg.device,
+        threads=cfg.threads,
+        desc=f"validate {name}",
+    )
+    result = trainer.fit()
+    start = time.perf_counter()
+    scores = evaluate(
+        model_encoder(model, model.image_shape),
+        Sprites(),
+        metrics=list(cfg.metrics),
+        seed=cfg.seed,
+        params=cfg.metric_params,
+        point_scale=cfg.point_scale,
+    )
+    grid, labels = traversal_image(model, frames, cfg.seed)
+    save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
+    row = {
+        "model": name,
+        "params": {k: v for k, v in run.params.items() if k != "latent_dim"},
+        "steps": result.steps,
+        "train_minutes": round(result.seconds / 60, 1),
+        "images_per_s": round(result.images_per_s),
+        "eval_minutes": round((time.perf_counter() - start) / 60, 1),
+        "final_terms": result.terms,
+        "scores": scores,
+        "traversal_labels": labels,
+    }
+    atomic_write_json(stage.file("scores.json"), row)
+    stage.mark_done(scores=scores)
+    return row
+
+
+def table_rows(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        flat: dict[str, Any] = {
+            "model": row["model"],
+            "params": ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-",
+            "steps": row["steps"],
+            "train_min": row["train_minutes"],
+        }
+        for metric in metrics:
+            flat[metric] = round(float(row["scores"].get(metric, float("nan"))), 3)
+            flat[f"{metric} (published)"] = PUBLISHED.get(row["model"], {}).get(metric, "n/a")
+        out.append(flat)
+    return out
+
+
+def ordering(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """The published ordering on MIG: beta_tcvae and factor_vae above vae."""
+    mig = {r["model"]: r["scores"].get("mig") for r in rows}
+    if mig.get("vae") is None:
+        return {}
+    return {
+        f"{m}_above_vae_on_mig": bool(mig[m] > mig["vae"])
+        for m in ("beta_tcvae", "factor_vae")
+        if mig.get(m) is not None
+    }
+
+
+def write_tables(root: Path, table: list[dict[str, Any]], checks: dict[str, bool]) -> None:
+    header = list(table[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in table]
+    if checks:
+        lines += [
+            "",
+            "Published ordering: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()),
+        ]
+    atomic_write_text(root / "results.md", "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write_text(root / "results.csv", buf.getvalue())
+
+
+def run(cfg: ValidateConfig) -> dict[str, Any]:
+    from darla.vision import load
+
+    setup_torch(cfg.threads)
+    root = cfg.out / "validate"
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "config.yaml", dump_yaml(cfg))
+    logger.info("rendering %s sprites", "all 737,280" if cfg.frames == 0 else f"{cfg.frames:,}")
+    frames = sprite_frames(cfg.frames, cfg.seed)
+    rows = [train_and_score(cfg, name, frames, root) for name in cfg.models]
+    panels = []
+    for row in rows:
+        model = load(root / row["model"], device=cfg.device)
+        grid, labels = traversal_image(model, frames, cfg.seed)
+        mig = row["scores"].get("mig", float("nan"))
+        fvae = row["scores"].get("factor_vae", float("nan"))
+        panels.append((f"{row['model']}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
+    save_traversals(root / "traversals.png", panels)
+    table = table_rows(rows, cfg.metrics)
+    checks = ordering(rows)
+    write_tables(root, table, checks)
+    result = {"folder": str(root), "table": table, "ordering": checks}
+    atomic_write_json(root / "results.json", {**result, "config": to_dict(cfg), "rows": rows})
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    return (Path(result["folder"]) / "results.md").read_text() + f"\n(written to {result['folder']})"
+
+
+COMMAND = Command(
+    words=("validate",),
+    config=ValidateConfig,
+    run=run,
+    help="train zoo models on sprites, compare with the literature",
+    render=render,
+)

@@ -1,0 +1,272 @@
+"""`darla act` end to end on real MiniWorld frames and a real (tiny) see stage.
+
+Budgets are tiny (32x32 frames, 16-step episodes, ~100 env steps): the tests check plumbing,
+artifacts, resumption and errors, not learning.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import darla.pipelines.act as act_mod
+import darla.vision
+import numpy as np
+import pytest
+import torch
+from darla.agents import load_agent, parameter_hash
+from darla.pipelines.act import ActConfig, run_act
+from darla.pipelines.see import SeeConfig, run_see
+from stable_baselines3 import PPO
+
+from darla.artifacts import file_hash, read_json
+from darla.cli import main
+from darla.config import from_dict, load_yaml
+from darla.errors import ArtifactError, ConfigError
+
+SMALL = {
+    "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    "a2c": {"n_steps": 8},
+    "dqn": {"learning_starts": 32, "buffer_size": 500, "batch_size": 16, "target_update_interval": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def see_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, finished see stage: a tiny beta_vae on 64 source frames at 32x32."""
+    out = tmp_path_factory.mktemp("see_run")
+    cfg = from_dict(
+        SeeConfig,
+        {
+            "env": "SeekAvoid",
+            "model": "beta_vae",
+            "out": str(out),
+            "size": 32,
+            "frames": 64,
+            "workers": 1,
+            "threads": 1,
+            "params": {"latent_dim": 4, "channels": [8, 8], "hidden": 16},
+            "train": {"steps": 2, "batch_size": 16, "checkpoint_every": 1, "image_every": 0},
+        },
+    )
+    return run_see(cfg)
+
+
+def act_config(
+    out: Path, see: Path | None, algo: str = "ppo", mode: str = "frozen", **extra: Any
+) -> ActConfig:
+    data: dict[str, Any] = {
+        "see": None if see is None else str(see),
+        "env": "SeekAvoid",
+        "algo": algo,
+        "mode": mode,
+        "out": str(out),
+        "timesteps": 64,
+        "n_envs": 2,
+        "vec": "dummy",
+        "max_episode_steps": 16,
+        "eval_freq": 0,
+        "eval_episodes": 3,
+        "checkpoint_freq": 0,
+        "threads": 1,
+        "hparams": SMALL[algo],
+    }
+    data.update(extra)
+    return from_dict(ActConfig, data)
+
+
+def tensorboard_tags(folder: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in folder.rglob("events.out.tfevents*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags.update(acc.Tags()["scalars"])
+    return tags
+
+
+def frames(n: int = 6, size: int = 32) -> np.ndarray:
+    from darla.envs import get_family
+
+    env = get_family("SeekAvoid").make("brick_greenred", seed=123, size=size)
+    obs, _ = env.reset()
+    out = [obs]
+    for _ in range(n - 1):
+        obs, *_ = env.step(env.action_space.sample())
+        out.append(obs)
+    env.close()
+    return np.stack(out)
+
+
+def test_act_cli_end_to_end_frozen(see_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    see = tmp_path / "see" / "beta_vae"
+    shutil.copytree(see_dir, see)
+    checkpoint = darla.vision.checkpoint_path(see)
+    before_file, before_params = file_hash(checkpoint), parameter_hash(darla.vision.load(see))
+    argv = ["act", "--see", str(see), "--out", str(tmp_path), "--timesteps", "96", "--n-envs", "2"]
+    argv += ["--vec", "dummy", "--max-episode-steps", "16", "--eval-freq", "48", "--eval-episodes", "3"]
+    argv += ["--threads", "1", "--hparams", "n_steps=16", "batch_size=32", "n_epochs=1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    folder = tmp_path / "act" / "beta_vae" / "ppo" / "s0"
+    assert Path(result["path"]) == folder and result["num_timesteps"] == 96
+    for name in ("policy.zip", "config.yaml", "evaluations.npz", "DONE.json"):
+        assert (folder / name).is_file(), name
+    tags = tensorboard_tags(folder / "tb")
+    assert {"rollout/ep_rew_mean", "eval/mean_reward"} <= tags, tags
+    assert not (folder / "checkpoint.zip").exists()
+    # the resolved config names the vision checkpoint by path and content hash, the env and its sources
+    cfg = load_yaml(folder / "config.yaml")
+    assert cfg["vision_hash"] == before_file and Path(cfg["vision_checkpoint"]) == checkpoint.resolve()
+    assert cfg["env"] == "SeekAvoid" and cfg["domains"] == list(load_yaml(see / "config.yaml")["domains"])
+    assert cfg["hparams"]["n_steps"] == 16 and cfg["hparams"]["learning_rate"] == 3e-4 and cfg["size"] == 32
+    with np.load(folder / "evaluations.npz") as ev:
+        assert list(ev["timesteps"]) == [48, 96] and ev["results"].shape == (2, 3)
+    # the frozen encoder never changed
+    assert file_hash(checkpoint) == before_file
+    assert parameter_hash(darla.vision.load(see)) == before_params
+    # the reloaded agent acts exactly like the policy on the encoder's features
+    agent = load_agent(folder)
+    obs = frames()
+    actions = agent.predict(obs)
+    assert actions.shape == (len(obs),) and actions.dtype == np.int64
+    manual, _ = PPO.load(folder / "policy.zip", device="cpu").predict(
+        darla.vision.load(see).encode(obs).numpy(), deterministic=True
+    )
+    np.testing.assert_array_equal(actions, manual)
+    np.testing.assert_array_equal(load_agent(folder).predict(obs), actions)
+    assert agent.config.mode == "frozen" and agent.image_size == 32
+    with pytest.raises(ConfigError, match=r"\(n, 32, 32, 3\)"):
+        agent.predict(np.zeros((2, 64, 64, 3), np.uint8))
+    # a second run with the same config is skipped
+    finished = read_json(folder / "DONE.json")["finished_at"]
+    assert main([*argv[:-1]]) == 0
+    assert read_json(folder / "DONE.json")["finished_at"] == finished
+    # a vision checkpoint changed after act is refused by load_agent
+    torch.manual_seed(1)
+    other = darla.vision.build("beta_vae", image_shape=(32, 32, 3), latent_dim=4, channels=(8, 8), hidden=16)
+    darla.vision.save(other, see)
+    with pytest.raises(ArtifactError, match="changed since this policy was trained"):
+        load_agent(folder)
+
+
+@pytest.mark.parametrize(
+    ("algo", "mode"),
+    [
+        ("a2c", "frozen"),
+        ("dqn", "frozen"),
+        ("ppo", "finetune"),
+        ("dqn", "finetune"),
+        ("ppo", "pixels"),
+        ("a2c", "pixels"),
+    ],
+)
+def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -> None:
+    pixels = mode == "pixels"
+    cfg = act_config(tmp_path, None if pixels else see_dir, algo, mode, **({"size": 40} if pixels else {}))
+    before = file_hash(darla.vision.checkpoint_path(see_dir))
+    folder = run_act(cfg)
+    expected = "pixels" if pixels else ("beta_vae" if mode == "frozen" else "beta_vae-finetune")
+    assert folder == tmp_path / "act" / expected / algo / "s0"
+    done = read_json(folder / "DONE.json")
+    assert done["num_timesteps"] >= 64 and done["reload_checked_frames"] > 0
+    agent = load_agent(folder)
+    obs = frames(size=40 if pixels else 32)
+    actions = agent.predict(obs)
+    assert actions.shape == (len(obs),) and ((actions >= 0) & (actions < agent.n_actions)).all()
+    np.testing.assert_array_equal(load_agent(folder).predict(obs), actions)
+    assert agent.config.vision_hash == (None if pixels else before)
+    assert file_hash(darla.vision.checkpoint_path(see_dir)) == before
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_killed_run_resumes_from_its_checkpoint(
+    algo: str, see_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = act_config(tmp_path, see_dir, algo, timesteps=128, checkpoint_freq=64, eval_freq=64)
+    original = act_mod.save_checkpoint
+
+    def save_then_die(model: Any, folder: Path, cfg_hash: str) -> None:
+        original(model, folder, cfg_hash)
+        raise Killed
+
+    monkeypatch.setattr(act_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_act(cfg)
+    folder = act_mod.act_dir(cfg)
+    assert not (folder / "DONE.json").exists()
+    meta = read_json(folder / "checkpoint.json")
+    assert meta["num_timesteps"] == 64
+    assert (folder / "checkpoint_buffer.pkl").is_file() == (algo == "dqn")
+    monkeypatch.setattr(act_mod, "save_checkpoint", original)
+
+    loaded_buffers: list[int] = []
+    if algo == "dqn":
+        from stable_baselines3 import DQN
+
+        real_load = DQN.load_replay_buffer
+
+        def spy(self: Any, path: Any, truncate_last_traj: bool = True) -> None:
+            real_load(self, path, truncate_last_traj)
+            loaded_buffers.append(self.replay_buffer.size())
+
+        monkeypatch.setattr(DQN, "load_replay_buffer", spy)
+    run_act(cfg)
+    done = read_json(folder / "DONE.json")
+    assert done["resumed_from"] == 64 and done["num_timesteps"] == 128
+    with np.load(folder / "evaluations.npz") as ev:
+        assert list(ev["timesteps"]) == [64, 128]  # the evaluation from before the kill is kept
+    if algo == "dqn":
+        # 64 steps over 2 workers; SB3 stores a step's transition just after the callback that checkpoints
+        assert len(loaded_buffers) == 1 and loaded_buffers[0] in (31, 32)
+    assert not (folder / "checkpoint.zip").exists()
+
+
+def test_a_checkpoint_from_another_config_is_not_resumed(see_dir: Path, tmp_path: Path) -> None:
+    cfg = act_config(tmp_path, see_dir, "ppo", timesteps=64)
+    folder = act_mod.act_dir(cfg)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.zip").write_bytes(b"not a zip")
+    (folder / "checkpoint.json").write_text(json.dumps({"config_hash": "other", "num_timesteps": 32}))
+    run_act(cfg)
+    assert read_json(folder / "DONE.json")["resumed_from"] is None
+
+
+def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_input_is_a_clear_error(
+    see_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["act", "--out", str(tmp_path), "--vec", "dummy"]
+    err = _cli_error([*base, "--see", str(see_dir), "--algo", "ppp"], capsys)
+    assert "unknown algorithm 'ppp'; did you mean 'ppo'?" in err and "a2c, dqn, ppo" in err
+    err = _cli_error([*base, "--see", str(see_dir), "--mode", "frozn"], capsys)
+    assert "did you mean 'frozen'" in err and "finetune, frozen, pixels" in err
+    err = _cli_error([*base, "--see", str(see_dir), "--size", "64"], capsys)
+    assert "image size mismatch" in err and "32x32" in err and "64" in err
+    err = _cli_error([*base, "--see", str(see_dir), "--hparams", "lerning_rate=0.1"], capsys)
+    assert "did you mean 'learning_rate'" in err
+    err = _cli_error([*base, "--mode", "finetune", "--env", "SeekAvoid"], capsys)
+    assert "needs a vision model" in err
+    err = _cli_error([*base, "--mode", "pixels", "--env", "SeekAvoid", "--size", "32"], capsys)
+    assert "NatureCNN" in err
+    err = _cli_error([*base, "--see", str(see_dir), "--domains", "brick_greenredd"], capsys)
+    assert "did you mean 'brick_greenred'" in err
+    # a see folder that is not finished
+    unfinished = tmp_path / "see" / "half"
+    shutil.copytree(see_dir, unfinished)
+    (unfinished / "DONE.json").unlink()
+    err = _cli_error([*base, "--see", str(unfinished)], capsys)
+    assert "not finished" in err
+    with pytest.raises(ArtifactError, match="not a finished act stage"):
+        load_agent(tmp_path / "act" / "nothing")

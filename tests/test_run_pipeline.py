@@ -1,0 +1,161 @@
+"""`darla run` end to end from the CLI: see -> act -> oracle -> transfer -> report, killed and resumed.
+
+Tiny budgets (32x32 frames, 8-step episodes, one PPO update, one episode per domain): the
+tests check orchestration (what runs, what is skipped, what re-runs), not learning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import darla.pipelines.act as act_mod
+from darla.cli import main
+from darla.config import from_dict, load_yaml
+from darla.errors import ConfigError
+from darla.pipelines.run import RunConfig, match_oracle, plan_policies, read_run_log
+
+TINY = [
+    "--env", "SeekAvoid",
+    "--models", "beta_vae",
+    "--modes", "frozen",
+    "--seeds", "0",
+    "--see.size", "32",
+    "--see.frames", "64",
+    "--see.workers", "1",
+    "--see.threads", "1",
+    "--see.params", "latent_dim=4", "channels=[8,8]", "hidden=16",
+    "--see.train.steps", "2",
+    "--see.train.batch-size", "16",
+    "--see.train.image-every", "0",
+    "--act.timesteps", "16",
+    "--act.n-envs", "1",
+    "--act.vec", "dummy",
+    "--act.max-episode-steps", "8",
+    "--act.eval-freq", "0",
+    "--act.eval-episodes", "3",
+    "--act.checkpoint-freq", "0",
+    "--act.threads", "1",
+    "--act.hparams", "n_steps=16", "batch_size=16", "n_epochs=1",
+    "--transfer.episodes", "1",
+    "--transfer.n-envs", "1",
+    "--transfer.vec", "dummy",
+    "--transfer.device", "cpu",
+]  # fmt: skip
+
+
+def _entries(out: Path, since: int) -> dict[tuple[str, str], str]:
+    return {(e["stage"], e["name"]): e["status"] for e in read_run_log(out)[since:]}
+
+
+def test_run_end_to_end_killed_resumed_and_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--out", str(out)]
+
+    # 1. killed during the second act run (the oracle): exit 130, the first act is finished
+    real_run_act = act_mod.run_act
+    calls: list[Any] = []
+
+    def killed_on_second(cfg: Any) -> Path:
+        calls.append(cfg)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_act(cfg)
+
+    monkeypatch.setattr(act_mod, "run_act", killed_on_second)
+    assert main(args) == 130
+    monkeypatch.setattr(act_mod, "run_act", real_run_act)
+    first = _entries(out, 0)
+    assert first == {
+        ("see", "beta_vae"): "ran",
+        ("act", "beta_vae/frozen/ppo/s0"): "ran",
+        ("oracle", "beta_vae/frozen/ppo/s0"): "interrupted",
+    }
+    act_dir = out / "act" / "beta_vae" / "ppo" / "s0"
+    see_stamp = (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns
+    act_stamp = (act_dir / "DONE.json").stat().st_mtime_ns
+
+    # 2. re-run: finished stages are skipped, the rest runs, the report is written
+    n = len(read_run_log(out))
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert _entries(out, n) == {
+        ("see", "beta_vae"): "skipped",
+        ("act", "beta_vae/frozen/ppo/s0"): "skipped",
+        ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
+        ("transfer", "beta_vae/frozen/ppo/s0"): "ran",
+    }
+    assert (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns == see_stamp
+    assert (act_dir / "DONE.json").stat().st_mtime_ns == act_stamp
+    assert [row["method"] for row in result["table"]] == ["beta_vae/frozen/ppo"]
+    for key in ("report", "plot", "csv"):
+        assert Path(result[key]).is_file()
+    results = json.loads((out / "transfer" / "beta_vae" / "ppo" / "s0" / "results.json").read_text())
+    assert results["oracle"] == str(out / "oracle" / "act" / "beta_vae" / "ppo" / "s0")
+    assert "oracle" in results["policies"]
+    oracle_cfg = load_yaml(out / "oracle" / "act" / "beta_vae" / "ppo" / "s0" / "config.yaml")
+    assert oracle_cfg["domains"] == list(oracle_cfg_targets())
+    # nested overrides reached the stages
+    assert load_yaml(out / "see" / "beta_vae" / "config.yaml")["train"]["steps"] == 2
+    assert load_yaml(act_dir / "config.yaml")["timesteps"] == 16
+
+    # 3. the same command again: everything skipped
+    n = len(read_run_log(out))
+    assert main(args) == 0
+    assert set(_entries(out, n).values()) == {"skipped"}
+
+    # 4. a changed act config re-runs act, oracle and transfer, not see
+    n = len(read_run_log(out))
+    assert main([*args, "--act.timesteps", "32"]) == 0
+    assert _entries(out, n) == {
+        ("see", "beta_vae"): "skipped",
+        ("act", "beta_vae/frozen/ppo/s0"): "ran",
+        ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
+        ("transfer", "beta_vae/frozen/ppo/s0"): "ran",
+    }
+    assert (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns == see_stamp
+    assert load_yaml(act_dir / "config.yaml")["timesteps"] == 32
+
+
+def oracle_cfg_targets() -> tuple[str, ...]:
+    from darla.envs import get_family
+
+    return get_family("SeekAvoid").splits["target"]
+
+
+def test_plan_and_oracle_matching() -> None:
+    cfg = from_dict(RunConfig, {"models": ["beta_vae_dae"], "modes": ["frozen", "pixels"], "seeds": [0, 1]})
+    plan = plan_policies(cfg, cfg.modes, cfg.seeds)
+    assert [p.label for p in plan] == [
+        "beta_vae_dae/frozen/ppo/s0",
+        "beta_vae_dae/frozen/ppo/s1",
+        "pixels/ppo/s0",  # pixels needs no vision model: once per seed, not per model
+        "pixels/ppo/s1",
+    ]
+    oracles = {p: Path(f"/o/{p.label}") for p in plan_policies(cfg, ("frozen",), (0,))}
+    assert match_oracle(plan[1], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # same method, seed 0
+    assert match_oracle(plan[3], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # fallback: same algo
+    assert match_oracle(plan[0], {}) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"modes": ["frozen", "pixles"]}, "did you mean 'pixels'"),
+        ({"models": ["beta_vea"]}, "beta_vae"),
+        ({"algos": ["ppo", "ppo"]}, "must not repeat"),
+        ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "oracle mode 'frozen'"),
+        ({"env": "SeekAvoyd"}, "SeekAvoid"),
+        ({"act": {"timesteps": 0}}, "timesteps"),
+        ({"see": {"stepz": 3}}, "steps"),
+    ],
+)
+def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunConfig, data)

@@ -1,0 +1,331 @@
+"""DC-IGN (Kulkarni et al. 2015): a VAE trained on batches in which only one generative factor changes.
+
+Each latent block is assigned to a ground-truth factor (`units_per_factor` units each); the
+remaining units form the "intrinsic" block. A training batch is drawn from the ground-truth API
+with every factor fixed but one (or, for an intrinsic batch, with only the `intrinsic` factors
+varying). Before decoding, the units of the inactive factors are *clamped* to their batch mean,
+so the active block alone must explain the batch's variation; in the backward pass the clamped
+units' gradient is *replaced* by their difference from that mean (`ClampToMean`), nudging the
+encoder to give them the same value across the batch. Batch types are drawn in the ratio
+1 : 1 : ... : `intrinsic_ratio` (the slides' 1:1:1:10 for azimuth : elevation : light : intrinsic).
+
+Appearance factors are restricted to the combinations shown by the allowed domains (default:
+the family's *source* split), so the target combinations stay unseen, as DARLA requires; pose
+factors vary freely. Batches are rendered once into a pool (`pool_batches`) and cycled.
+
+`encode` = the posterior means (all units).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from darla.errors import ConfigError
+from darla.seeding import make_rng
+from darla.vision.base import MODELS, ModelConfig, apply_step, gaussian_kl, reparameterize
+from darla.vision.models.vae import GaussianVAE, Terms
+
+logger = logging.getLogger(__name__)
+
+
+class GroundTruthLike(Protocol):
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+    image_shape: tuple[int, int, int]
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
+
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class DCIGNConfig(ModelConfig):
+    """DC-IGN: VAE + one-factor batches with clamped inactive latents."""
+
+    env: str = ""
+    """Ground truth of the batches: an env family (e.g. SeekAvoid) or 'sprites'; empty: the see stage's env."""
+    domains: tuple[str, ...] = ()
+    """Domains whose appearance combinations batches may show; empty: the family's source split."""
+    factors: tuple[str, ...] = ()
+    """Factors with their own latent block; empty: every varying factor not in `intrinsic`."""
+    intrinsic: tuple[str, ...] = ()
+    """Factors explained together by the leftover 'intrinsic' units (DC-IGN's identity/shape)."""
+    units_per_factor: int = 1
+    """Latent units assigned to each factor in `factors`."""
+    intrinsic_ratio: float = 10.0
+    """Weight of intrinsic batches relative to each factor's batches (slides: 1:1:1:10)."""
+    pool_batches: int = 128
+    """One-factor batches rendered once and cycled during training."""
+    seed: int = 0
+    """Seeds the batch pool and the order batches are drawn in."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.units_per_factor < 1 or self.pool_batches < 1 or self.intrinsic_ratio < 0:
+            raise ConfigError(
+                "dc_ign: units_per_factor, pool_batches >= 1 and intrinsic_ratio >= 0; got "
+                f"{self.units_per_factor}, {self.pool_batches}, {self.intrinsic_ratio}"
+            )
+        overlap = set(self.factors) & set(self.intrinsic)
+        if overlap:
+            raise ConfigError(f"dc_ign: factor(s) {sorted(overlap)} are in both `factors` and `intrinsic`")
+
+
+class ClampToMean(torch.autograd.Function):
+    """Forward: masked units -> their batch mean. Backward: their gradient := z - mean.
+
+    Unmasked units pass values and gradients through unchanged. `mask` is (D,) bool, True = clamp.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mean = z.mean(0, keepdim=True)
+        ctx.save_for_backward(z, mean, mask)
+        return torch.where(mask, mean.expand_as(z), z)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, mean, mask = ctx.saved_tensors
+        return torch.where(mask, z - mean, grad), None
+
+
+def clamp_to_mean(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    out = ClampToMean.apply(z, mask)
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+@dataclass(frozen=True)
+class BatchType:
+    name: str
+    """A factor's name, or 'intrinsic'."""
+    columns: tuple[int, ...]
+    """Ground-truth columns that vary in this batch type."""
+    units: tuple[int, int]
+    """[start, stop) of the latent units left free (unclamped)."""
+    weight: float
+
+
+class OneFactorSampler:
+    """Factor rows in which only some columns vary; appearance columns stay inside allowed combos."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        allowed: np.ndarray | None = None,
+        allowed_cols: Sequence[int] = (),
+    ) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.allowed = None if allowed is None else np.unique(np.asarray(allowed, dtype=np.int64), axis=0)
+        self.allowed_cols = np.asarray(allowed_cols, dtype=np.int64)
+
+    def can_vary(self, columns: Sequence[int]) -> bool:
+        """True if some batch can show >= 2 values of these columns."""
+        free = [c for c in columns if c not in set(self.allowed_cols.tolist())]
+        if any(self.sizes[c] > 1 for c in free):
+            return True
+        if self.allowed is None:
+            return False
+        inner = [i for i, c in enumerate(self.allowed_cols) if c in columns]
+        fixed = [i for i in range(len(self.allowed_cols)) if i not in inner]
+        groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+        for row in self.allowed:
+            groups.setdefault(tuple(row[fixed]), set()).add(tuple(row[inner]))
+        return any(len(v) > 1 for v in groups.values())
+
+    def sample(self, n: int, columns: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        """(n, K) rows equal everywhere except in `columns`."""
+        base = np.array([rng.integers(0, k) for k in self.sizes], dtype=np.int64)
+        rows = np.repeat(base[None], n, axis=0)
+        acols = set(self.allowed_cols.tolist())
+        if self.allowed is not None:
+            pick = self.allowed[rng.integers(len(self.allowed))]
+            inner = [i for i, c in enumerate(self.allowed_cols) if c in columns]
+            fixed = [i for i in range(len(self.allowed_cols)) if i not in inner]
+            cands = self.allowed[(self.allowed[:, fixed] == pick[fixed]).all(1)]
+            chosen = cands[rng.integers(len(cands), size=n)]
+            rows[:, self.allowed_cols] = chosen
+        for c in columns:
+            if c not in acols:
+                rows[:, c] = rng.integers(0, self.sizes[c], size=n)
+        return rows
+
+
+def ground_truth_for(env: str, size: int) -> Any:
+    """The ground truth named `env`: 'sprites' (64x64x1) or an env family's, at `size` pixels."""
+    if env.lower() == "sprites":
+        from darla.envs.sprites import Sprites
+
+        return Sprites()
+    envs = importlib.import_module("darla.envs")  # heavy (MiniWorld): imported late
+    return envs.get_family(env).ground_truth(size=size)
+
+
+def allowed_appearance(gt: Any, env: str, domains: Sequence[str]) -> tuple[np.ndarray | None, list[int]]:
+    """Appearance factor rows of `domains` (default: the source split) for a room ground truth."""
+    appearance = getattr(gt, "appearance", None)
+    family = getattr(gt, "family", None)
+    if not appearance or family is None:
+        return None, []
+    names = tuple(domains) or tuple(family.splits["source"])
+    rows = []
+    for name in names:
+        spec = family.domain(name)
+        row = []
+        for f in appearance:
+            value = f.get(spec)
+            if value not in f.values:
+                raise ConfigError(
+                    f"dc_ign: domain {name!r} has {f.name}={value!r}, unknown to the ground truth"
+                )
+            row.append(f.values.index(value))
+        rows.append(row)
+    return np.asarray(rows, dtype=np.int64), list(range(len(appearance)))
+
+
+@MODELS.register("dc_ign")
+class DCIGN(GaussianVAE):
+    name = "dc_ign"
+    config_cls = DCIGNConfig
+    config: DCIGNConfig
+
+    def __init__(self, config: ModelConfig, image_shape: Any = (64, 64, 3)) -> None:
+        super().__init__(config, image_shape)
+        self._gt: GroundTruthLike | None = None
+        self._sampler: OneFactorSampler | None = None
+        self._source_env = ""
+        self._source_domains: tuple[str, ...] = ()
+        self.types: list[BatchType] = []
+        self._pool: list[tuple[int, np.ndarray]] = []
+
+    # -- ground truth ---------------------------------------------------------------------
+    def on_source(self, env: str, domains: Sequence[str]) -> None:
+        """Told by the see stage which env family and source domains it trains on."""
+        self._source_env, self._source_domains = env, tuple(domains)
+
+    def set_ground_truth(
+        self, gt: GroundTruthLike, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
+    ) -> None:
+        """Draw batches from `gt` (appearance columns `allowed_cols` restricted to rows `allowed`)."""
+        if tuple(gt.image_shape) != tuple(self.image_shape):
+            raise ConfigError(
+                f"dc_ign: the ground truth renders {tuple(gt.image_shape)} images, the model expects "
+                f"{self.image_shape}"
+            )
+        self._gt = gt
+        self._sampler = OneFactorSampler(gt.factor_sizes, allowed, allowed_cols)
+        self.types = self._layout(gt, self._sampler)
+        self._pool = []
+
+    def _ensure_ground_truth(self) -> GroundTruthLike:
+        if self._gt is None:
+            env = self.config.env or self._source_env
+            if not env:
+                raise ConfigError(
+                    "dc_ign draws its batches from a ground truth: set params env=<family or 'sprites'> "
+                    "(the see stage sets it), or call set_ground_truth()"
+                )
+            gt = ground_truth_for(env, self.image_shape[0])
+            domains = self.config.domains or (self._source_domains if env == self._source_env else ())
+            allowed, cols = allowed_appearance(gt, env, domains)
+            self.set_ground_truth(gt, allowed, cols)
+        assert self._gt is not None
+        return self._gt
+
+    def _layout(self, gt: GroundTruthLike, sampler: OneFactorSampler) -> list[BatchType]:
+        names = list(gt.factor_names)
+        for f in (*self.config.factors, *self.config.intrinsic):
+            if f not in names:
+                raise ConfigError(f"dc_ign: unknown factor {f!r}; the ground truth has {names}")
+        intrinsic = [names.index(f) for f in self.config.intrinsic]
+        if self.config.factors:
+            own = [names.index(f) for f in self.config.factors]
+        else:
+            own = [i for i in range(len(names)) if i not in intrinsic and sampler.can_vary([i])]
+        dropped = [names[i] for i in own if not sampler.can_vary([i])]
+        if dropped:
+            raise ConfigError(f"dc_ign: factor(s) {dropped} never vary within the allowed domains")
+        u = self.config.units_per_factor
+        need = len(own) * u + (1 if intrinsic else 0)
+        if need > self.latent_dim:
+            raise ConfigError(
+                f"dc_ign: {len(own)} factors x {u} units{' + intrinsic units' if intrinsic else ''} "
+                f"need {need} latents, latent_dim is {self.latent_dim}"
+            )
+        types = [BatchType(names[c], (c,), (k * u, (k + 1) * u), 1.0) for k, c in enumerate(own)]
+        if intrinsic and self.config.intrinsic_ratio > 0 and sampler.can_vary(intrinsic):
+            types.append(
+                BatchType(
+                    "intrinsic",
+                    tuple(intrinsic),
+                    (len(own) * u, self.latent_dim),
+                    self.config.intrinsic_ratio,
+                )
+            )
+        if not types:
+            raise ConfigError("dc_ign: no factor can vary; nothing to train on")
+        logger.info("dc_ign batch types: %s", [(t.name, t.units, t.weight) for t in types])
+        return types
+
+    def sample_batch(self, n: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """(batch type index drawn by weight, uint8 frames in which only that type's factors vary)."""
+        gt = self._ensure_ground_truth()
+        assert self._sampler is not None
+        w = np.array([t.weight for t in self.types], dtype=np.float64)
+        t = int(rng.choice(len(self.types), p=w / w.sum()))
+        rows = self._sampler.sample(n, self.types[t].columns, rng)
+        return t, gt.sample_observations_from_factors(rows, rng)
+
+    def _fill_pool(self, n: int) -> None:
+        rng = make_rng(self.config.seed, "dc_ign", "pool")
+        self._pool = [self.sample_batch(n, rng) for _ in range(self.config.pool_batches)]
+
+    def clamp_mask(self, t: int, device: torch.device | None = None) -> torch.Tensor:
+        """(latent_dim,) bool: True for the units clamped in a batch of type `t`."""
+        start, stop = self.types[t].units
+        mask = torch.ones(self.latent_dim, dtype=torch.bool, device=device)
+        mask[start:stop] = False
+        return mask
+
+    # -- losses ---------------------------------------------------------------------------
+    def one_factor_loss(
+        self, x: torch.Tensor, mask: torch.Tensor, step: int = 0
+    ) -> tuple[torch.Tensor, Terms]:
+        """ELBO on a one-factor batch with the `mask`ed units clamped (ClampToMean)."""
+        mu, logvar = self.posterior(x)
+        assert logvar is not None
+        z = clamp_to_mean(reparameterize(mu, logvar), mask)
+        rec = self.reconstruction(self.decode_logits(z), x)
+        kl = gaussian_kl(mu, logvar).sum(1).mean()
+        spread = (mu - mu.mean(0, keepdim=True)).pow(2)[:, mask].sum(1).mean()
+        total = rec + kl
+        return total, {
+            "loss": total.detach(),
+            "recon": rec.detach(),
+            "kl": kl.detach(),
+            "clamped_var": spread.detach(),
+        }
+
+    def train_step(
+        self, batch: torch.Tensor, step: int, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
+        """One step on a pooled one-factor batch of the trainer's batch size (`batch` sets the size)."""
+        n = batch.shape[0]
+        if not self._pool or self._pool[0][1].shape[0] != n:
+            self._ensure_ground_truth()
+            self._fill_pool(n)
+        i = int(torch.randint(len(self._pool), (1,)))  # global RNG: checkpointed by the trainer
+        t, frames = self._pool[i]
+        x = self.to_float(torch.from_numpy(frames), batch.device)
+        loss, terms = self.one_factor_loss(x, self.clamp_mask(t, x.device), step)
+        apply_step(optimizers["main"], loss, terms, step)
+        return terms
