@@ -79,7 +79,7 @@ class EpisodicTable:
     over entries). `query` marks the entries it used as recently used, as the paper does.
     """
 
-    def __init__(self, capacity: int, dim: int, k: int, match_tol: float = 1e-5) -> None:
+    def __init__(self, capacity: int, dim: int, k: int, match_tol: float = 1e-10) -> None:
         if capacity < 1 or dim < 1 or k < 1:
             raise ConfigError(f"EpisodicTable needs capacity, dim, k >= 1 (got {capacity}, {dim}, {k})")
         self.capacity = int(capacity)
@@ -93,6 +93,13 @@ class EpisodicTable:
         self.values = np.zeros(start, dtype=np.float32)
         self.last_used = np.zeros(start, dtype=np.int64)
         self.size = 0
+        self.origin: np.ndarray | None = None
+
+    def stored_keys(self) -> np.ndarray:
+        """The stored keys in the caller's coordinates (n, dim)."""
+        if self.origin is None:
+            return np.zeros((0, self.dim), np.float32)
+        return self.keys[: self.size] + self.origin
 
     def _reserve(self, n: int) -> None:
         if n <= len(self.keys):
@@ -116,14 +123,19 @@ class EpisodicTable:
             return self._search(q, kk)
 
     def _search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert self.origin is not None
+        raw = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
+        qt = raw - torch.from_numpy(self.origin)
         keys = torch.from_numpy(self.keys[: self.size])
-        sqnorms = torch.from_numpy(self.sqnorms[: self.size])
-        qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))
         qn = (qt * qt).sum(1)
-        d2 = (qn[:, None] - 2.0 * (keys @ qt.T).T + sqnorms[None]).clamp_min_(0.0)
-        dist, idx = torch.topk(d2, min(kk, self.size), dim=1, largest=False, sorted=True)
+        d2 = (
+            qn[:, None] - 2.0 * (keys @ qt.T).T + torch.from_numpy(self.sqnorms[: self.size])[None]
+        ).clamp_min_(0.0)
+        _, idx = torch.topk(d2, min(kk, self.size), dim=1, largest=False, sorted=True)
         nearest = idx[:, 0]
-        exact = dist[:, 0] <= self.match_tol * (qn + sqnorms[nearest] + 1e-12)
+        # the expanded formula cancels; the match test uses the direct difference to the nearest key
+        direct = (qt - keys[nearest]).pow(2).sum(1)
+        exact = direct <= self.match_tol * ((raw * raw).sum(1) + 1e-12)
         return nearest.numpy(), exact.numpy(), idx.numpy()
 
     def query(self, q: np.ndarray, now: int | None) -> np.ndarray:
@@ -149,6 +161,8 @@ class EpisodicTable:
             return
         q = np.asarray(q, dtype=np.float32)
         returns = np.asarray(returns, dtype=np.float32)
+        if self.origin is None:
+            self.origin = q.mean(0).astype(np.float32)
         # the same key twice in one batch (a state revisited in an episode) keeps its best return
         uq, inverse = np.unique(q, axis=0, return_inverse=True)
         best = np.full(len(uq), -np.inf, dtype=np.float32)
@@ -179,8 +193,10 @@ class EpisodicTable:
             victims = np.argsort(self.last_used[: self.size], kind="stable")[:n_evict]
             slots = np.concatenate([slots, victims])
         self._reserve(self.size + n_append)
-        self.keys[slots] = q
-        self.sqnorms[slots] = (q * q).sum(1)
+        assert self.origin is not None
+        centred = q - self.origin
+        self.keys[slots] = centred
+        self.sqnorms[slots] = (centred * centred).sum(1)
         self.values[slots] = returns
         self.last_used[slots] = now
         self.size += n_append
@@ -188,7 +204,9 @@ class EpisodicTable:
     # -------------------------------------------------------------------- state
     def state(self, prefix: str) -> dict[str, np.ndarray]:
         n = self.size
+        origin = self.origin if self.origin is not None else np.zeros(self.dim, np.float32)
         return {
+            f"{prefix}origin": origin.copy(),
             f"{prefix}keys": self.keys[:n].copy(),
             f"{prefix}values": self.values[:n].copy(),
             f"{prefix}last_used": self.last_used[:n].copy(),
@@ -202,6 +220,7 @@ class EpisodicTable:
                 f"MFEC table {prefix!r} has shape {keys.shape}, expected <= ({self.capacity}, {self.dim})"
             )
         self._reserve(n)
+        self.origin = np.asarray(arrays[f"{prefix}origin"], dtype=np.float32) if n else None
         self.keys[:n] = keys
         self.sqnorms[:n] = (keys * keys).sum(1)
         self.values[:n] = arrays[f"{prefix}values"]
@@ -242,7 +261,7 @@ class MFEC:
         exploration_fraction: float = 0.1,
         key_mode: KeyMode = "auto",
         projection_dim: int = 64,
-        match_tol: float = 1e-5,
+        match_tol: float = 1e-10,
         seed: int = 0,
         policy_kwargs: dict[str, Any] | None = None,
         device: str = "auto",
@@ -364,6 +383,9 @@ class MFEC:
         self._clock = 0  # logical time for LRU bookkeeping
         self.exploration_rate = self.exploration_initial_eps
         self._rng = np.random.default_rng(derive_seed(self.seed, "mfec", "act"))
+        self._tie_projection = np.random.default_rng(derive_seed(self.seed, "mfec", "ties")).standard_normal(
+            (self.key_dim, self.n_actions)
+        )
         self._logger: Logger | None = None
         self.ep_info_buffer: deque[dict[str, float]] = deque(maxlen=100)
         self._last_obs: np.ndarray | None = None
@@ -433,15 +455,25 @@ class MFEC:
         q = np.stack([table.query(keys, now) for table in self.tables], axis=1)
         return np.where(np.isnan(q), np.inf, q)
 
-    def _greedy(self, q: np.ndarray, random_ties: bool) -> np.ndarray:
-        if not random_ties:
-            return q.argmax(1)
+    def _tie_scores(self, keys: np.ndarray) -> np.ndarray:
+        """(n, n_actions) pseudo-random scores that depend only on the state's key.
+
+        Greedy ties are common (every action of a never-rewarded region estimates 0); breaking
+        them towards action 0 makes a deterministic policy spin in place forever. A seeded hash of
+        the key breaks them differently per state, yet reproducibly (evaluation, reload checks).
+        """
+        u = keys.astype(np.float64) @ self._tie_projection
+        return np.modf(np.abs(u) * 10.0)[0]
+
+    def _greedy(self, q: np.ndarray, keys: np.ndarray, random_ties: bool) -> np.ndarray:
+        """Argmax over actions; ties broken at random (learning) or by the key hash (deterministic)."""
+        scores = self._rng.random(q.shape) if random_ties else self._tie_scores(keys)
         is_max = q == q.max(1, keepdims=True)
-        return np.argmax(is_max * (1.0 + self._rng.random(q.shape)), axis=1)
+        return np.argmax(np.where(is_max, 1.0 + scores, 0.0), axis=1)
 
     def _act(self, keys: np.ndarray, epsilon: float) -> np.ndarray:
         q = self.q_values(keys)
-        actions = self._greedy(q, random_ties=True)
+        actions = self._greedy(q, keys, random_ties=True)
         explore = self._rng.random(len(keys)) < epsilon
         random_actions = self._rng.integers(0, self.n_actions, len(keys))
         return np.where(explore, random_actions, actions)
@@ -453,7 +485,8 @@ class MFEC:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Greedy actions (first maximum) when deterministic; else epsilon-greedy at the final epsilon.
+        """Greedy actions (ties broken by a hash of the state) when deterministic; else
+        epsilon-greedy at the final epsilon.
 
         Prediction does not change the tables' LRU clock, so evaluation leaves the memory as is.
         """
@@ -462,9 +495,9 @@ class MFEC:
         keys = self.keys(obs)
         q = self.q_values(keys, touch=False)
         if deterministic:
-            actions = self._greedy(q, random_ties=False)
+            actions = self._greedy(q, keys, random_ties=False)
         else:
-            actions = self._greedy(q, random_ties=True)
+            actions = self._greedy(q, keys, random_ties=True)
             explore = self._rng.random(len(keys)) < self.exploration_final_eps
             actions = np.where(explore, self._rng.integers(0, self.n_actions, len(keys)), actions)
         actions = actions.astype(np.int64)

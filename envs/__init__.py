@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("PYGLET_HEADLESS", "true")
 
-import pyglet  # noqa: E402
+import pyglet
 
 pyglet.options["headless"] = os.environ["PYGLET_HEADLESS"].lower() in ("1", "true", "yes")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -25,12 +26,13 @@ import numpy as np
 from gymnasium import spaces
 from miniworld.entity import Entity
 from miniworld.miniworld import MiniWorldEnv, Room
-from miniworld.opengl import drawBox
+from miniworld.opengl import Texture, drawBox
 from miniworld.params import DEFAULT_PARAMS
+from miniworld.utils import get_file_path
 from pyglet import gl
 
-from darla.errors import ConfigError
 from darla.envs.domains import OBJECT_KINDS, DomainSpec
+from darla.errors import ConfigError
 from darla.registry import Registry, check_choice
 
 AMBIENT_RATIO = 0.45 / 0.7  # MiniWorld's default ambient/diffuse ratio, kept for tinted lights
@@ -70,6 +72,39 @@ for _name, _fn in (
 DEFAULT_ACTIONS = ("turn_left", "turn_right", "move_forward")
 
 
+def _load_texture_fast(path: str) -> Any:
+    """MiniWorld's `Texture.load` without pyglet's per-pixel regex format conversion (seconds per
+    1024x1024 texture, paid by every new process): same GL calls, same pixels, via PIL."""
+    import pyglet
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgba = np.asarray(img.convert("RGBA"))
+    height, width = rgba.shape[:2]
+    data = np.ascontiguousarray(rgba[::-1]).tobytes()  # GL wants the bottom row first
+    image = pyglet.image.ImageData(width, height, "RGBA", data, pitch=width * 4)
+    tex = image.get_texture()
+    gl.glEnable(tex.target)
+    gl.glBindTexture(tex.target, tex.id)
+    gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_RGB, width, height, 0, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, data)
+    gl.glHint(gl.GL_GENERATE_MIPMAP_HINT, gl.GL_NICEST)
+    gl.glGenerateMipmap(gl.GL_TEXTURE_2D)
+    gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MAG_FILTER, gl.GL_LINEAR)
+    gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_MIN_FILTER, gl.GL_LINEAR_MIPMAP_LINEAR)
+    gl.glBindTexture(gl.GL_TEXTURE_2D, 0)
+    return tex
+
+
+def preload_textures(names: Sequence[str]) -> None:
+    """Fill MiniWorld's texture cache (the first variant of each name, as without randomisation)."""
+    for name in names:
+        path = get_file_path("textures", f"{name}_1", "png")
+        if not os.path.exists(path):
+            continue  # let MiniWorld raise its own error for unknown names
+        if path not in Texture.tex_cache:
+            Texture.tex_cache[path] = Texture(_load_texture_fast(path), name)
+
+
 class ColorBox(Entity):
     """A box of any RGB colour and shape kind; drawn from a display list owned by its env."""
 
@@ -101,7 +136,7 @@ class DomainRoomEnv(MiniWorldEnv):
     cam_pitch: ClassVar[float] = -20.0
     """Camera tilt (degrees, negative = down). MiniWorld looks straight ahead, so objects leave
     the view ~1.4 m before contact and most frames show walls; tilted, they stay in view."""
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}  # type: ignore[misc]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(
         self,
@@ -115,7 +150,7 @@ class DomainRoomEnv(MiniWorldEnv):
         seed: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not isinstance(size, int) or size < 8:
+        if not isinstance(size, (int, np.integer)) or size < 8:
             raise ConfigError(f"size must be an integer >= 8, got {size!r}")
         if room_size < 3.0:
             raise ConfigError(f"room_size must be >= 3 m, got {room_size}")
@@ -138,8 +173,7 @@ class DomainRoomEnv(MiniWorldEnv):
         params.set("turn_step", self.turn_step)
         params.set("forward_drift", 0.0)
         params.set("cam_pitch", self.cam_pitch)
-        self._base_params = params
-        self.params = params.copy()
+        self.params = params
         self._apply_domain(self.domain)
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
@@ -151,8 +185,8 @@ class DomainRoomEnv(MiniWorldEnv):
             MiniWorldEnv.__init__(
                 self,
                 max_episode_steps=steps,
-                obs_width=size,
-                obs_height=size,
+                obs_width=int(size),
+                obs_height=int(size),
                 window_width=max(size, 256),
                 window_height=max(size, 256),
                 params=self.params,
@@ -160,7 +194,7 @@ class DomainRoomEnv(MiniWorldEnv):
                 render_mode=render_mode,
             )
         self.action_space = spaces.Discrete(len(self._action_fns))
-        self.size = size
+        self.size = int(size)
 
     # ------------------------------------------------------------------ domains
     @classmethod
@@ -204,7 +238,7 @@ class DomainRoomEnv(MiniWorldEnv):
     def _info(self) -> dict[str, Any]:
         return {"domain": self.domain.name}
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         if self.render_mode == "rgb_array":
             return self.render_obs(self.vis_fb)
         return None
@@ -242,13 +276,20 @@ class DomainRoomEnv(MiniWorldEnv):
 
     def _room(self) -> Room:
         d = self.domain
-        key = (d.wall_tex, d.floor_tex, d.ceil_tex, d.ceiling, self.room_size)
+        key = (*d.room, self.room_size)
         room = self._room_cache.get(key)
         if room is None:
             s = self.room_size
             outline = np.array([[s, s], [s, 0.0], [0.0, 0.0], [0.0, s]])
+            self.shadow_window.switch_to()
+            preload_textures((d.wall_tex, d.floor_tex, d.ceil_tex))
             room = Room(
-                outline, wall_tex=d.wall_tex, floor_tex=d.floor_tex, ceil_tex=d.ceil_tex, no_ceiling=not d.ceiling
+                outline,
+                wall_tex=d.wall_tex,
+                floor_tex=d.floor_tex,
+                ceil_tex=d.ceil_tex,
+                no_ceiling=not d.ceiling,
+                wall_height=d.wall_height,
             )
             room._gen_static_data(self.params, None)
             self._room_cache[key] = room
@@ -324,7 +365,15 @@ class DomainRoomEnv(MiniWorldEnv):
     def _render_static(self) -> None:
         """Compile (once per room appearance) the room into this env's own display list."""
         room = self.rooms[0]
-        key = ("room", room.wall_tex_name, room.floor_tex_name, room.ceil_tex_name, room.no_ceiling, self.room_size)
+        key = (
+            "room",
+            room.wall_tex_name,
+            room.floor_tex_name,
+            room.ceil_tex_name,
+            room.no_ceiling,
+            room.wall_height,
+            self.room_size,
+        )
         list_id = self._lists.get(key)
         if list_id is None:
             self.shadow_window.switch_to()

@@ -32,7 +32,10 @@ def run_list(cfg: EnvsListConfig) -> dict[str, Any]:
     envs = {}
     for name in names:
         fam = FAMILIES.get(name)
-        envs[name] = {"id": fam.gym_id, **{split: list(fam.splits[split]) for split in ("source", "target", "ood")}}
+        envs[name] = {
+            "id": fam.gym_id,
+            **{split: list(fam.splits[split]) for split in ("source", "target", "ood")},
+        }
     return {"envs": envs}
 
 
@@ -82,7 +85,9 @@ class EnvsShowConfig:
 
     def validate(self) -> None:
         if self.frames < 1 or self.size < 8 or self.scale < 1:
-            raise ConfigError(f"need frames >= 1, size >= 8, scale >= 1; got {self.frames}, {self.size}, {self.scale}")
+            raise ConfigError(
+                f"need frames >= 1, size >= 8, scale >= 1; got {self.frames}, {self.size}, {self.scale}"
+            )
 
 
 def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
@@ -100,9 +105,9 @@ def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
                 episode_seed = derive_seed(cfg.seed, "show", c)
                 obs, _ = env.reset(seed=episode_seed, options={"domain": name})
                 policy, rng = SeekPolicy(epsilon=0.1), np.random.default_rng(episode_seed)
-                policy.reset(env, rng)  # type: ignore[arg-type]
+                policy.reset(env, rng)
                 for _ in range(3 * c):
-                    obs, *_ = env.step(policy.act(env, rng))  # type: ignore[arg-type]
+                    obs, *_ = env.step(policy.act(env, rng))
                 grid[r, c] = obs
     finally:
         env.close()
@@ -129,7 +134,7 @@ def run_show(cfg: EnvsShowConfig) -> dict[str, Any]:
         level = spec.difficulty if spec is not None else "?"
         draw.text((4, y + cell // 2 - 12), f"{name}\n{split}, level {level}", fill=(0, 0, 0))
         for c in range(cfg.frames):
-            tile = Image.fromarray(grid[r, c]).resize((cell, cell), Image.NEAREST)
+            tile = Image.fromarray(grid[r, c]).resize((cell, cell), Image.Resampling.NEAREST)
             canvas.paste(tile, (label_w + c * (cell + pad), y))
     out = Path(cfg.out)
     atomic_save(out, lambda tmp: canvas.save(tmp, format="PNG"))

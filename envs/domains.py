@@ -86,7 +86,9 @@ class DomainSpec:
     sky_color: Color = (0.25, 0.82, 1.0)
     """Background colour, visible only without a ceiling."""
     ceiling: bool = True
-    """Whether the room has a ceiling (without one the sky shows above the walls)."""
+    """Whether the room has a ceiling (without one the sky shows above low walls)."""
+    wall_height: float = 2.74
+    """Wall height in metres (MiniWorld's default 2.74; the camera is at 1.5 m)."""
     difficulty: int = 0
     """0 = source; higher = a larger shift away from the sources."""
     description: str = ""
@@ -103,13 +105,15 @@ class DomainSpec:
             obj.validate()
         _check_color("light_color", self.light_color)
         _check_color("sky_color", self.sky_color)
+        if not 0.5 <= self.wall_height <= 5.0:
+            raise ConfigError(f"wall_height must be in [0.5, 5] m, got {self.wall_height}")
         if self.difficulty < 0:
             raise ConfigError(f"difficulty must be >= 0, got {self.difficulty}")
 
     # -- factor views, used for disjointness checks and ground-truth labels
     @property
-    def room(self) -> tuple[str, str, str, bool]:
-        return (self.wall_tex, self.floor_tex, self.ceil_tex, self.ceiling)
+    def room(self) -> tuple[str, str, str, bool, float]:
+        return (self.wall_tex, self.floor_tex, self.ceil_tex, self.ceiling, self.wall_height)
 
     @property
     def objects(self) -> tuple[ObjectSpec, ObjectSpec]:

@@ -73,9 +73,9 @@ class EnvFamily:
         return tuple(dict.fromkeys(out))
 
     @property
-    def env_class(self) -> type[gymnasium.Env]:
+    def env_class(self) -> Any:
         module, attr = self.entry_point.split(":")
-        cls: type[gymnasium.Env] = getattr(importlib.import_module(module), attr)
+        cls = getattr(importlib.import_module(module), attr)
         return cls
 
     def make(

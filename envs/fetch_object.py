@@ -28,7 +28,7 @@ def _objects(color: tuple[float, float, float]) -> dict[str, ObjectSpec]:
 
 ROOM_C = {"wall_tex": "wood_planks", "floor_tex": "concrete", "ceil_tex": "ceiling_tile_noborder"}
 ROOM_D = {"wall_tex": "drywall", "floor_tex": "cardboard", "ceil_tex": "ceiling_tile_noborder"}
-COLD = {"light_color": (0.4, 0.55, 0.95), "sky_color": (0.05, 0.1, 0.3), "ceiling": False}
+COLD = {"light_color": (0.4, 0.55, 0.95), "sky_color": (0.05, 0.1, 0.3), "ceiling": False, "wall_height": 1.7}
 
 _DOMAINS = [
     DomainSpec("planks_orange", **ROOM_C, **_objects(ORANGE), description="source: room C (planks/concrete), orange"),
@@ -40,7 +40,7 @@ _DOMAINS = [
     ),
     DomainSpec(
         "drywall_teal_cold", **ROOM_D, **_objects(TEAL), **COLD, difficulty=2,
-        description="target: room D x teal under cold blue light, no ceiling",
+        description="target: room D x teal under cold blue light, open low walls, night sky",
     ),
     DomainSpec(
         "rock_pink", wall_tex="rock", floor_tex="asphalt", ceil_tex="concrete_tiles", **_objects(PINK),

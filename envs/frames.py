@@ -95,7 +95,7 @@ class FrameDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.frames.shape[1:])  # type: ignore[return-value]
+        return tuple(self.frames.shape[1:])
 
 
 # ---------------------------------------------------------------------------- planning
@@ -221,8 +221,12 @@ def collect_frames(
     tmp = root / f".{path.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)).flush()
-        np.lib.format.open_memmap(tmp / "factors.npy", mode="w+", dtype=np.int64, shape=(n, gt.num_factors)).flush()
+        np.lib.format.open_memmap(
+            tmp / "frames.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
+        ).flush()
+        np.lib.format.open_memmap(
+            tmp / "factors.npy", mode="w+", dtype=np.int64, shape=(n, gt.num_factors)
+        ).flush()
         np.lib.format.open_memmap(tmp / "in_view.npy", mode="w+", dtype=np.uint8, shape=(n,)).flush()
         chunks = _plan(n, len(names), seed)
         domain_ids = np.zeros(n, dtype=np.int16)
@@ -240,9 +244,9 @@ def collect_frames(
                 bar.update(task[2][1] - task[2][0])
         else:
             ctx = mp.get_context("forkserver")
-            # Workers fork from a server that has already imported the env stack: starting a
-            # worker then costs milliseconds, not seconds of imports.
-            ctx.set_forkserver_preload(["darla.envs"])
+            # Preload nothing into the fork server: with the env stack (pyglet's headless GL)
+            # imported there, forked workers were seen to hang.
+            ctx.set_forkserver_preload([])
             with ctx.Pool(n_workers) as pool:
                 results = []
                 for res in pool.imap_unordered(_collect_chunk_star, tasks):

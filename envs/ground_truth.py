@@ -32,7 +32,9 @@ class GroundTruth(Protocol):
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
 
-    def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+    def sample_observations_from_factors(
+        self, factors: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray: ...
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -82,14 +84,25 @@ def appearance_factors(domains: list[DomainSpec]) -> list[AppearanceFactor]:
     candidates = [
         AppearanceFactor("wall", (), lambda d: d.wall_tex, _set_fields("wall_tex")),
         AppearanceFactor("floor", (), lambda d: d.floor_tex, _set_fields("floor_tex")),
-        AppearanceFactor("ceiling", (), lambda d: (d.ceil_tex, d.ceiling), _set_fields("ceil_tex", "ceiling")),
+        AppearanceFactor(
+            "ceiling",
+            (),
+            lambda d: (d.ceil_tex, d.ceiling, d.wall_height),
+            _set_fields("ceil_tex", "ceiling", "wall_height"),
+        ),
         AppearanceFactor("light", (), lambda d: d.lighting, _set_fields("light_color", "sky_color")),
     ]
     if tied:
-        candidates.append(AppearanceFactor("object_color", (), lambda d: d.good.color, _set_both_objects("color")))
+        candidates.append(
+            AppearanceFactor("object_color", (), lambda d: d.good.color, _set_both_objects("color"))
+        )
     else:
-        candidates.append(AppearanceFactor("good_color", (), lambda d: d.good.color, _set_object("good", "color")))
-        candidates.append(AppearanceFactor("bad_color", (), lambda d: d.bad.color, _set_object("bad", "color")))
+        candidates.append(
+            AppearanceFactor("good_color", (), lambda d: d.good.color, _set_object("good", "color"))
+        )
+        candidates.append(
+            AppearanceFactor("bad_color", (), lambda d: d.bad.color, _set_object("bad", "color"))
+        )
     candidates.append(AppearanceFactor("object_kind", (), lambda d: (d.good.kind, d.bad.kind), _set_kinds))
     out = []
     for f in candidates:
@@ -156,7 +169,7 @@ class RoomGroundTruth:
     def _get_env(self) -> DomainRoomEnv:
         if self._env is None:
             env = self.family.make(self.base.name, seed=0, size=self.size)
-            self._env = env.unwrapped  # type: ignore[assignment]
+            self._env = env.unwrapped
         assert self._env is not None
         return self._env
 
@@ -188,7 +201,9 @@ class RoomGroundTruth:
             raise ConfigError(f"factors must have shape (n, {self.num_factors}), got {factors.shape}")
         sizes = np.array(self.factor_sizes)
         if (factors < 0).any() or (factors >= sizes).any():
-            raise ConfigError(f"factor values out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}")
+            raise ConfigError(
+                f"factor values out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}"
+            )
         env = self._get_env()
         out = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         na = len(self.appearance)

@@ -31,7 +31,7 @@ class RandomPolicy:
         return None
 
     def act(self, env: DomainRoomEnv, rng: np.random.Generator) -> int:
-        return int(rng.integers(env.action_space.n))  # type: ignore[attr-defined]
+        return int(rng.integers(env.action_space.n))
 
 
 class SeekPolicy:
@@ -50,7 +50,9 @@ class SeekPolicy:
         self._choose(env, rng)
 
     def act(self, env: DomainRoomEnv, rng: np.random.Generator) -> int:
-        moved = self.target is not None and not np.array_equal(self.target.pos, self.target_pos)
+        moved = self.target is not None and (
+            self.target_pos is None or not np.array_equal(self.target.pos, self.target_pos)
+        )
         if self.target is None or self.target not in env.objects or moved:
             self._choose(env, rng)
         names = env.action_names

@@ -30,8 +30,9 @@ ROOM_A = {"wall_tex": "brick_wall", "floor_tex": "wood", "ceil_tex": "ceiling_ti
 ROOM_B = {"wall_tex": "marble", "floor_tex": "floor_tiles_bw", "ceil_tex": "ceiling_tiles"}
 SET_1 = {"good": ObjectSpec("cube", GREEN), "bad": ObjectSpec("cube", RED)}
 SET_2 = {"good": ObjectSpec("cube", BLUE), "bad": ObjectSpec("cube", YELLOW)}
-DUSK = {"light_color": (0.95, 0.6, 0.35), "sky_color": (0.95, 0.55, 0.3), "ceiling": False}
-NEON = {"light_color": (0.75, 0.3, 0.95), "sky_color": (0.25, 0.05, 0.35), "ceiling": False}
+OPEN = {"ceiling": False, "wall_height": 1.7}  # low walls, no ceiling: the sky fills the top
+DUSK = {"light_color": (0.95, 0.6, 0.35), "sky_color": (0.95, 0.55, 0.3), **OPEN}
+NEON = {"light_color": (0.75, 0.3, 0.95), "sky_color": (0.25, 0.05, 0.35), **OPEN}
 
 _DOMAINS = [
     DomainSpec("brick_greenred", **ROOM_A, **SET_1, description="source: room A (brick/wood), set 1 (green+ red-)"),
@@ -43,11 +44,11 @@ _DOMAINS = [
     ),
     DomainSpec(
         "marble_blueyellow_dusk", **ROOM_B, **SET_2, **DUSK, difficulty=2,
-        description="target: room B x set 2, warm light, no ceiling, orange sky",
+        description="target: room B x set 2, warm light, open low walls, orange sky",
     ),
     DomainSpec(
         "marble_blueyellow_neon", **ROOM_B, **SET_2, **NEON, difficulty=3,
-        description="target: room B x set 2 under purple light and a dark sky",
+        description="target: room B x set 2 under purple light, open low walls, dark purple sky",
     ),
     DomainSpec(
         "brick_greenred_pillars", **ROOM_A, good=ObjectSpec("pillar", GREEN), bad=ObjectSpec("pillar", RED),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium
@@ -81,8 +81,9 @@ def make_vec_env(
     a domain (seeded per worker). Split names ("source") are expanded. info["domain"] is set.
     `auto` uses subprocesses when there are several envs and several cores.
     """
-    from darla.envs.family import get_family
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from darla.envs.family import get_family
 
     fam = get_family(family)
     names = fam.resolve_domains(list(domains) if not isinstance(domains, str) else domains)
@@ -90,7 +91,7 @@ def make_vec_env(
     check_choice("domain mode", domain_mode, list(DOMAIN_MODES))
     if n_envs < 1:
         raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
-    fns = [
+    fns: list[Callable[[], gymnasium.Env]] = [
         functools.partial(
             _make_env, fam.name, names, i, seed, size, domain_mode, max_episode_steps, dict(env_params or {})
         )
@@ -100,4 +101,4 @@ def make_vec_env(
         vec = "subproc" if n_envs > 1 and num_cores() > 1 else "dummy"
     if vec == "subproc":
         return SubprocVecEnv(fns, start_method="forkserver")
-    return DummyVecEnv(fns)  # type: ignore[arg-type]
+    return DummyVecEnv(fns)

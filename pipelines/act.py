@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from darla.agents.agent import POLICY, Agent, agent_from_folder, load_agent
-from darla.agents.config import ActConfig
-from darla.agents.factory import MODES, build_model, load_model, resolve_hyperparams, wrap_env
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from darla.agents.agent import POLICY, Agent, agent_from_folder, load_agent
+from darla.agents.config import ActConfig
+from darla.agents.factory import MODES, build_model, load_model, resolve_hyperparams, wrap_env
 from darla.artifacts import (
     StageDir,
     atomic_save,
@@ -148,7 +148,9 @@ class SourceEvalCallback(BaseCallback):
     run continues the same curve.
     """
 
-    def __init__(self, eval_env: VecEnv, path: Path, freq: int, episodes: int, seed: int) -> None:
+    def __init__(
+        self, eval_env: VecEnv, path: Path, freq: int, episodes: int, seed: int, upto: int | None = None
+    ) -> None:
         super().__init__()
         self.eval_env = eval_env
         self.path = path
@@ -163,6 +165,11 @@ class SourceEvalCallback(BaseCallback):
                 self.timesteps = [int(t) for t in data["timesteps"]]
                 self.results = [list(map(float, r)) for r in data["results"]]
                 self.lengths = [list(map(int, r)) for r in data["ep_lengths"]]
+            # evaluations made after the checkpoint we resume from belong to a lost continuation
+            keep = [i for i, t in enumerate(self.timesteps) if upto is None or t <= upto]
+            self.timesteps = [self.timesteps[i] for i in keep]
+            self.results = [self.results[i] for i in keep]
+            self.lengths = [self.lengths[i] for i in keep]
 
     def _next_due(self) -> int:
         last = self.timesteps[-1] if self.timesteps else 0
@@ -276,7 +283,12 @@ def valid_checkpoint(folder: Path, cfg_hash: str) -> int | None:
 
 # ----------------------------------------------------------------------------- the stage
 def make_env(
-    cfg: ActConfig, *, n_envs: int, seed: int, vec: Literal["auto", "dummy", "subproc"] | None = None
+    cfg: ActConfig,
+    *,
+    n_envs: int,
+    seed: int,
+    vec: Literal["auto", "dummy", "subproc"] | None = None,
+    domain_mode: Literal["per_worker", "per_episode"] | None = None,
 ) -> VecEnv:
     from darla.envs import make_vec_env
 
@@ -288,7 +300,7 @@ def make_env(
         seed=seed,
         size=cfg.size,
         vec=vec or cfg.vec,
-        domain_mode=cfg.domain_mode,
+        domain_mode=domain_mode or cfg.domain_mode,
         max_episode_steps=cfg.max_episode_steps,
     )
 
@@ -326,7 +338,13 @@ def run_act(cfg: ActConfig) -> Path:
     )
     # one evaluation worker per source domain, so every domain gets the same number of episodes
     eval_env = wrap_env(
-        make_env(cfg, n_envs=len(cfg.domains), seed=derive_seed(cfg.seed, "act", "eval"), vec="dummy"),
+        make_env(
+            cfg,
+            n_envs=len(cfg.domains),
+            seed=derive_seed(cfg.seed, "act", "eval"),
+            vec="dummy",
+            domain_mode="per_worker",
+        ),
         cfg.mode,
         vision,
     )
@@ -378,6 +396,7 @@ def _train(
         cfg.eval_freq,
         cfg.eval_episodes,
         derive_seed(cfg.seed, "act", "eval-episodes"),
+        upto=int(model.num_timesteps),
     )
     callbacks = CallbackList([evaluator, CheckpointCallback(folder, cfg.checkpoint_freq, cfg_hash)])
     remaining = cfg.timesteps - int(model.num_timesteps)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from darla.agents.factory import build_model, resolve_hyperparams, wrap_env
 from stable_baselines3.common.vec_env import VecEnv
 
+from darla.agents.factory import build_model, resolve_hyperparams, wrap_env
 from darla.cli import Command
 from darla.errors import ConfigError
 from darla.runtime import num_cores, setup_torch
@@ -52,8 +52,8 @@ class BenchActConfig:
     """PPO hyperparameters overriding the YAML ones (the same for both modes)"""
     rounds: int = 3
     """interleaved measurement rounds (the median is reported)"""
-    threads: int = 0
-    """torch threads (0: all cores)"""
+    threads: int = 1
+    """torch threads (0: all cores; 1 avoids oversubscribing the cores the env workers use)"""
     seed: int = 0
     """seed of envs, encoder and policies"""
 
@@ -116,8 +116,9 @@ class _Setting:
 
 
 def run_bench(cfg: BenchActConfig) -> dict[str, Any]:
-    import darla.vision
     import torch
+
+    import darla.vision
     from darla.envs import get_family
 
     setup_torch(cfg.threads)

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 SPRITES = "sprites"
 
 
+class NoGroundTruthError(ConfigError):
+    """The named dataset (an env family) has no ground-truth factors to score against."""
+
+
 @dataclass
 class EvaluateConfig:
     """Score a trained vision model with the disentanglement metrics (disentanglement_lib's defaults)."""
@@ -55,12 +59,10 @@ class EvaluateConfig:
     hash_exclude: ClassVar[tuple[str, ...]] = ("device", "threads", "batch_size")
 
     def validate(self) -> None:
-        from darla.vision.metrics import METRICS
+        from darla.vision.metrics import metric_names, resolve_params
 
-        for name in self.metrics:
-            METRICS.get(name)
-        if self.point_scale <= 0:
-            raise ConfigError(f"point_scale must be > 0, got {self.point_scale}")
+        # unknown metric names, parameter keys or values fail here, before a model is loaded
+        resolve_params(self.metrics or metric_names(), self.params, self.point_scale)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -102,7 +104,13 @@ def make_dataset(name: str, size: int = 64) -> Any:
         family = darla.envs.get_family(name)
     except UnknownNameError:
         raise UnknownNameError(unknown_name_message("dataset", name, dataset_names())) from None
-    return family.ground_truth(size)
+    try:
+        return family.ground_truth(size)
+    except NotImplementedError as exc:
+        raise NoGroundTruthError(
+            f"env family {name!r} has no ground-truth factors ({exc}); "
+            f"score the model on another dataset: {', '.join(dataset_names())}"
+        ) from None
 
 
 def resolve_dataset_name(dataset: str, see: str | Path) -> str:
@@ -142,6 +150,7 @@ def score_model(
 
     shape = tuple(model.image_shape)
     dataset = make_dataset(dataset_name, size=int(shape[0]))
+    logger.info("scoring %s on %s %s", model.name, dataset_name, tuple(dataset.factor_names))
     return evaluate(
         model_encoder(model, shape),
         dataset,
@@ -174,8 +183,8 @@ def score_see_dir(
     model = load(see_dir, device=device)
     try:
         return score_model(model, name, metrics=metrics, seed=seed, point_scale=point_scale)
-    except NotImplementedError as exc:
-        logger.warning("no disentanglement scores for %s: %s has no ground truth (%s)", see_dir, name, exc)
+    except NoGroundTruthError as exc:
+        logger.warning("no disentanglement scores for %s: %s", see_dir, exc)
         return {}
 
 

@@ -159,7 +159,7 @@ def train_scan(cfg: ScanTrainConfig) -> Path:
             apply_step(opt, loss, terms, step)
             bar.update(1)
             if step % 100 == 0:
-                bar.set_postfix(loss=f"{float(loss):.2f}")
+                bar.set_postfix(loss=f"{float(terms['loss']):.2f}")
     train_s = time.perf_counter() - t1
     model.eval()
     figure_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "figure"))

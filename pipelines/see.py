@@ -59,6 +59,9 @@ class SeeConfig:
     """Source domains to collect from; empty = the env's whole source split. Written resolved."""
     params: dict[str, Any] = field(default_factory=dict)
     """Method hyperparameters (fields of the model's config, e.g. beta=4 latent_dim=32)."""
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-method defaults for presets ({model name: {field: value}}); `params` override them.
+    Only the entry of the chosen model is used (and written, merged into `params`)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     dae_path: str | None = None
@@ -80,7 +83,11 @@ class SeeConfig:
 
     def validate(self) -> None:
         cls = MODELS.get(self.model)  # UnknownNameError with did-you-mean
-        from_dict(cls.config_cls, self.params, where="params")
+        for name, values in self.model_params.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"model_params.{name} must be a mapping of fields, got {values!r}")
+            from_dict(MODELS.get(name).config_cls, values, where=f"model_params.{name}")
+        from_dict(cls.config_cls, self.effective_params(), where="params")
         if self.model == "beta_vae_dae":
             from darla.vision.models.dae import DAEConfig
 
@@ -89,6 +96,9 @@ class SeeConfig:
             raise ConfigError(f"need size >= 1 and frames >= 2, got size={self.size}, frames={self.frames}")
         if self.name and ("/" in self.name or self.name in (".", "..")):
             raise ConfigError(f"name must be a plain folder name, got {self.name!r}")
+
+    def effective_params(self) -> dict[str, Any]:
+        return {**self.model_params.get(self.model, {}), **self.params}
 
     @property
     def folder(self) -> Path:
@@ -133,14 +143,26 @@ def _collect(cfg: SeeConfig) -> Any:
 
 def _dae_config(cfg: SeeConfig) -> SeeConfig:
     return dataclasses.replace(
-        cfg, model="dae", name="dae", params=dict(cfg.dae_params), train=cfg.dae_train, dae_path=None
+        cfg,
+        model="dae",
+        name="dae",
+        params=dict(cfg.dae_params),
+        model_params={},
+        train=cfg.dae_train,
+        dae_path=None,
     )
+
+
+def resolve(cfg: SeeConfig) -> SeeConfig:
+    """The config as the stage records it: source domains filled in, per-model params merged."""
+    cfg.validate()
+    cfg = dataclasses.replace(cfg, params=cfg.effective_params(), model_params={})
+    return resolve_domains(cfg)
 
 
 def run_see(cfg: SeeConfig) -> Path:
     """Train (or skip, or resume) the see stage; returns the see folder."""
-    cfg.validate()
-    cfg = resolve_domains(cfg)
+    cfg = resolve(cfg)
     stage = StageDir(cfg.folder, cfg)
     if stage.is_done():
         logger.info("see: %s is done with the same config; skipping", stage.path)

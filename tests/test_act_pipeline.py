@@ -11,20 +11,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import darla.pipelines.act as act_mod
-import darla.vision
 import numpy as np
 import pytest
 import torch
-from darla.agents import load_agent, parameter_hash
-from darla.pipelines.act import ActConfig, run_act
-from darla.pipelines.see import SeeConfig, run_see
 from stable_baselines3 import PPO
 
+import darla.pipelines.act as act_mod
+import darla.vision
+from darla.agents import load_agent, parameter_hash
 from darla.artifacts import file_hash, read_json
 from darla.cli import main
 from darla.config import from_dict, load_yaml
 from darla.errors import ArtifactError, ConfigError
+from darla.pipelines.act import ActConfig, run_act
+from darla.pipelines.see import SeeConfig, run_see
 
 SMALL = {
     "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
@@ -166,7 +166,10 @@ def test_act_cli_end_to_end_frozen(see_dir: Path, tmp_path: Path, capsys: pytest
 )
 def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -> None:
     pixels = mode == "pixels"
-    cfg = act_config(tmp_path, None if pixels else see_dir, algo, mode, **({"size": 40} if pixels else {}))
+    extra: dict[str, Any] = {"size": 40} if pixels else {}
+    if (algo, mode) == ("a2c", "frozen"):
+        extra["domain_mode"] = "per_episode"  # each reset draws a source domain
+    cfg = act_config(tmp_path, None if pixels else see_dir, algo, mode, **extra)
     before = file_hash(darla.vision.checkpoint_path(see_dir))
     folder = run_act(cfg)
     expected = "pixels" if pixels else ("beta_vae" if mode == "frozen" else "beta_vae-finetune")
@@ -179,6 +182,7 @@ def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -
     assert actions.shape == (len(obs),) and ((actions >= 0) & (actions < agent.n_actions)).all()
     np.testing.assert_array_equal(load_agent(folder).predict(obs), actions)
     assert agent.config.vision_hash == (None if pixels else before)
+    assert agent.config.domain_mode == extra.get("domain_mode", "per_worker")
     assert file_hash(darla.vision.checkpoint_path(see_dir)) == before
 
 
@@ -249,7 +253,7 @@ def test_bad_input_is_a_clear_error(
 ) -> None:
     base = ["act", "--out", str(tmp_path), "--vec", "dummy"]
     err = _cli_error([*base, "--see", str(see_dir), "--algo", "ppp"], capsys)
-    assert "unknown algorithm 'ppp'; did you mean 'ppo'?" in err and "a2c, dqn, ppo" in err
+    assert "unknown algorithm 'ppp'; did you mean 'ppo'?" in err and "a2c, dqn" in err
     err = _cli_error([*base, "--see", str(see_dir), "--mode", "frozn"], capsys)
     assert "did you mean 'frozen'" in err and "finetune, frozen, pixels" in err
     err = _cli_error([*base, "--see", str(see_dir), "--size", "64"], capsys)
@@ -270,3 +274,29 @@ def test_bad_input_is_a_clear_error(
     assert "not finished" in err
     with pytest.raises(ArtifactError, match="not a finished act stage"):
         load_agent(tmp_path / "act" / "nothing")
+
+
+def test_bench_act_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "bench",
+        "act",
+        "--size",
+        "48",
+        "--n-envs",
+        "2",
+        "--steps",
+        "32",
+        "--rounds",
+        "1",
+        "--vecs",
+        "dummy",
+    ]
+    argv += ["--hparams", "n_steps=16", "batch_size=32", "n_epochs=1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["vec"] == "dummy" and result["n_envs"] == 2 and "untrained" in result["encoder"]
+    for key in ("bare", "frozen", "pixels"):
+        assert result[key] > 0
+    assert result["ratio"] == pytest.approx(result["frozen"] / result["pixels"], abs=0.01)
+    assert result["env_ratio"] == pytest.approx(result["frozen"] / result["bare"], abs=0.01)
+    assert result["per_vec"]["dummy"]["per_cpu_second"]["frozen"] > 0

@@ -136,3 +136,19 @@ def test_without_ground_truth_the_error_says_what_to_set() -> None:
     opts = {k: torch.optim.Adam(s.params) for k, s in m.optimizers().items()}
     with pytest.raises(ConfigError, match="env="):
         m.train_step(torch.rand(4, 3, 32, 32), 0, opts)
+
+
+def test_tied_appearance_factors_form_one_batch_type() -> None:
+    """Allowed domains that change colour and size only together (like DARLA's rooms: wall +
+    floor) give one batch type varying both, not two that could never vary."""
+    allowed = np.array([[0, 0], [1, 1], [2, 1]])  # rows 1-2 differ in colour alone; 0-1 in both
+    sampler = OneFactorSampler((4, 4, 4, 2), allowed, [0, 3])
+    assert sampler.tied_groups() == [(0,)]
+    sampler = OneFactorSampler((4, 4, 4, 2), np.array([[0, 0], [1, 1]]), [0, 3])
+    assert sampler.tied_groups() == [(0, 3)] and not sampler.can_vary([0]) and sampler.can_vary([0, 3])
+    m = vision.build("dc_ign", image_shape=SHAPE, **TINY)
+    assert isinstance(m, DCIGN)
+    m.set_ground_truth(Boxes(), np.array([[0, 0], [1, 1]]), [0, 3])
+    assert [t.name for t in m.types] == ["x", "y", "color+size"]
+    rows = m._sampler.sample(16, m.types[2].columns, np.random.default_rng(0))
+    assert {tuple(r) for r in rows[:, [0, 3]].tolist()} <= {(0, 0), (1, 1)}

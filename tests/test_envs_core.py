@@ -112,11 +112,11 @@ def test_contact_reward_and_respawn(role: str, expected: float) -> None:
     _clear_room(env)
     target = next(o for o in env.objects if o.role == role)
     _place(env, target, env.touch_radius(target) + 0.5 * env.forward_step)
-    _, reward, terminated, truncated, _ = env.step(env.action_names.index("turn_left"))
+    _, reward, _, _, _ = env.step(env.action_names.index("turn_left"))
     assert reward == 0.0  # turning in place does not reach it
     env.agent.dir = 0.0
     _place(env, target, env.touch_radius(target) + 0.5 * env.forward_step)
-    obs, reward, terminated, truncated, _ = env.step(env.action_names.index("move_forward"))
+    obs, reward, terminated, _, _ = env.step(env.action_names.index("move_forward"))
     assert reward == expected and not terminated
     dist = np.hypot(*(target.pos - env.agent.pos)[[0, 2]])
     assert dist > env.touch_radius(target)  # respawned out of reach
@@ -198,7 +198,7 @@ def test_check_splits_rejects_a_target_equal_to_a_source() -> None:
 
 
 def test_unknown_names_and_bad_specs_raise_clear_errors() -> None:
-    with pytest.raises(UnknownNameError, match="did you mean 'SeekAvoid'.*FetchObject"):
+    with pytest.raises(UnknownNameError, match=r"did you mean 'SeekAvoid'.*FetchObject"):
         E.get_family("SeekAvoyd")
     fam = E.get_family("SeekAvoid")
     with pytest.raises(UnknownNameError, match="brick_greenred"):

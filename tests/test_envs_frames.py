@@ -35,7 +35,7 @@ def test_frames_round_trip_and_cache_reuse(tmp_path: Path) -> None:
     assert other.path != ds.path and not np.array_equal(other.frames, ds.frames)
     # an unfinished folder (no meta.json) is not a dataset
     (ds.path / "meta.json").unlink()
-    with pytest.raises(ArtifactError, match="meta.json"):
+    with pytest.raises(ArtifactError, match=r"meta\.json"):
         FrameDataset.open(ds.path)
 
 
@@ -51,7 +51,14 @@ def test_mixed_policy_shows_objects_more_often_than_a_random_walk(tmp_path: Path
     fractions = {}
     for policy in ("random", "mixed"):
         ds = E.collect_frames(
-            "SeekAvoid", ["brick_greenred"], 400, seed=1, size=32, policy=policy, workers=1, cache_dir=tmp_path
+            "SeekAvoid",
+            ["brick_greenred"],
+            400,
+            seed=1,
+            size=32,
+            policy=policy,
+            workers=1,
+            cache_dir=tmp_path,
         )
         fractions[policy] = ds.meta["in_view_fraction"]
         assert fractions[policy] == pytest.approx(float(np.mean(ds.in_view)))
@@ -67,13 +74,19 @@ def test_default_cache_dir_follows_darla_cache(monkeypatch: pytest.MonkeyPatch, 
 
 def test_vec_env_per_worker_domains() -> None:
     vec = E.make_vec_env(
-        "SeekAvoid", ["brick_greenred", "marble_greenred"], 3, seed=0, size=32, vec="dummy", max_episode_steps=3
+        "SeekAvoid",
+        ["brick_greenred", "marble_greenred"],
+        3,
+        seed=0,
+        size=32,
+        vec="dummy",
+        max_episode_steps=3,
     )
     obs = vec.reset()
     assert obs.shape == (3, 32, 32, 3) and obs.dtype == np.uint8
     assert [i["domain"] for i in vec.reset_infos] == ["brick_greenred", "marble_greenred", "brick_greenred"]
     for _ in range(7):
-        obs, rewards, dones, infos = vec.step(np.array([2, 2, 2]))
+        *_, infos = vec.step(np.array([2, 2, 2]))
         assert [i["domain"] for i in infos] == ["brick_greenred", "marble_greenred", "brick_greenred"]
     vec.close()
 
@@ -129,7 +142,19 @@ def test_cli_unknown_names_list_valid_ones(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_cli_bench_env_reports_ratios(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["bench", "env", "--json", "--steps", "20", "--repeats", "1", "--collect-frames", "20", "--size", "32"]
+    argv = [
+        "bench",
+        "env",
+        "--json",
+        "--steps",
+        "20",
+        "--repeats",
+        "1",
+        "--collect-frames",
+        "20",
+        "--size",
+        "32",
+    ]
     assert main([*argv, "--domains", "brick_greenred"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["ratio"] > 0 and result["collect_ratio"] > 0

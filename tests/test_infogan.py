@@ -93,7 +93,7 @@ def test_encode_is_continuous_means_then_categorical_probabilities() -> None:
     probs = z[:, 3:].reshape(6, 2, 4)
     assert torch.allclose(probs.sum(-1), torch.ones(6, 2), atol=1e-5) and bool((probs >= 0).all())
     assert model.decode(z).shape == (6, 3, 32, 32)
-    with pytest.raises(ConfigError, match="infogan.decode expects 11 code columns"):
+    with pytest.raises(ConfigError, match=r"infogan\.decode expects 11 code columns"):
         model.decode(torch.zeros(2, 5))
     with pytest.raises(ConfigError, match="categories must be >= 2"):
         tiny(categories=1)

@@ -111,3 +111,27 @@ def test_validate_rejects_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "did you mean 'vae'" in capsys.readouterr().err
     assert main(["validate", "--out", str(tmp_path), "--metrics", "migg"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_score_see_dir_reads_the_env_and_skips_families_without_ground_truth(
+    smoke_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import darla.envs
+    from darla.pipelines import evaluate as ev
+
+    (smoke_model / "config.yaml").write_text("env: sprites\nmodel: vae\n")
+    try:
+        scores = ev.score_see_dir(smoke_model, metrics=["mig"], point_scale=0.02)
+        assert set(scores) >= {"mig", "mig.shape"} and 0.0 <= scores["mig"] <= 1.0
+
+        class NoTruth:
+            def ground_truth(self, size: int = 64) -> None:
+                raise NotImplementedError("no factors yet")
+
+        monkeypatch.setattr(darla.envs, "get_family", lambda name: NoTruth())
+        (smoke_model / "config.yaml").write_text("env: Plain\nmodel: vae\n")
+        assert ev.score_see_dir(smoke_model, metrics=["mig"]) == {}
+        with pytest.raises(ev.NoGroundTruthError, match="'Plain' has no ground-truth factors"):
+            ev.make_dataset("Plain")
+    finally:
+        (smoke_model / "config.yaml").unlink()

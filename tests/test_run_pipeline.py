@@ -153,7 +153,7 @@ def test_plan_and_oracle_matching() -> None:
         ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "oracle mode 'frozen'"),
         ({"env": "SeekAvoyd"}, "SeekAvoid"),
         ({"act": {"timesteps": 0}}, "timesteps"),
-        ({"see": {"stepz": 3}}, "steps"),
+        ({"see": {"framez": 3}}, "did you mean .frames."),
     ],
 )
 def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) -> None:

@@ -114,9 +114,9 @@ def test_see_resumes_an_interrupted_run(tmp_path: Path, fake_collect: list) -> N
     run_see(short)
     payload = torch.load(folder / "model.pt", weights_only=True)
     from darla.config import config_hash
-    from darla.pipelines.see import resolve_domains
+    from darla.pipelines.see import resolve
 
-    payload["extra"]["resume_key"] = config_hash(resolve_domains(cfg))
+    payload["extra"]["resume_key"] = config_hash(resolve(cfg))
     torch.save(payload, folder / "model.pt")
     (folder / "DONE.json").unlink()
     resumed = vision.load(run_see(cfg))
@@ -134,7 +134,19 @@ def test_see_refuses_target_domains_and_bad_params(tmp_path: Path, fake_collect:
         tiny_cfg(tmp_path, params={"betta": 1.0})
     with pytest.raises(ConfigError, match="did you mean 'beta_vae'"):
         tiny_cfg(tmp_path, model="beta_vea")
+    with pytest.raises(ConfigError, match="did you mean 'beta'"):
+        tiny_cfg(tmp_path, model_params={"beta_vae_dae": {"betta": 1.0}})
     assert not fake_collect
+
+
+def test_model_params_apply_to_the_chosen_model_only(tmp_path: Path, fake_collect: list) -> None:
+    presets = {"beta_vae": {"beta": 1.5}, "factor_vae": {"gamma": 3.0}}
+    folder = run_see(tiny_cfg(tmp_path, model_params=presets))
+    written = yaml.safe_load((folder / "config.yaml").read_text())
+    assert written["params"]["beta"] == 1.5 and written["model_params"] == {}
+    assert vision.load(folder).config.beta == 1.5
+    folder2 = run_see(tiny_cfg(tmp_path, model_params=presets, params={**TINY, "beta": 3.0}))
+    assert vision.load(folder2).config.beta == 3.0
 
 
 def _cli_args(tmp_path: Path, model: str = "beta_vae") -> list[str]:

@@ -324,3 +324,17 @@ def test_registry_holds_the_contracted_zoo() -> None:
     for name in ZOO:
         model = vision.MODELS.get(name)
         assert model.name == name and model.config_cls.__doc__
+
+
+def test_beta_vae_dae_measures_reconstruction_in_dae_space() -> None:
+    """J is the DAE's layer applied to both images; pixel_weight adds a plain pixel term."""
+    model = tiny("beta_vae_dae", dae_layer="deconv1")
+    x = as_float(blobs(6))
+    logits = torch.randn(6, 3, 32, 32)
+    expected = model.dae.layer_output(torch.sigmoid(logits), "deconv1") - model.dae.layer_output(x, "deconv1")
+    assert float(model.reconstruction(logits, x)) == pytest.approx(float(expected.pow(2).sum() / 6), rel=1e-5)
+    model.config.pixel_weight = 0.5
+    pixel = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 6
+    assert float(model.reconstruction(logits, x)) == pytest.approx(
+        float(expected.pow(2).sum() / 6 + 0.5 * pixel), rel=1e-5
+    )

@@ -59,6 +59,12 @@ def resolve_params(
     if point_scale <= 0:
         raise ConfigError(f"point_scale must be > 0, got {point_scale}")
     params = dict(params or {})
+    for name, values in params.items():
+        if not isinstance(values, Mapping):
+            METRICS.get(name)
+            raise ConfigError(
+                f"parameters of metric {name!r} must be a mapping like {{num_train: 1000}}, got {values!r}"
+            )
     # every given override is checked (unknown metric or key -> error), even for metrics not
     # computed now, so one params mapping can serve several runs
     built = {

@@ -300,3 +300,14 @@ def register_metric(
         return fn
 
     return decorator
+
+
+def require_sklearn(metric: str) -> None:
+    """A clear error instead of an ImportError deep inside a metric."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"metric {metric!r} needs scikit-learn (pip install scikit-learn); "
+            "mig and factor_vae work without it"
+        ) from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darla.vision.metrics.base import MetricParams, Sampler, register_metric, standardize
+from darla.vision.metrics.base import MetricParams, Sampler, register_metric, require_sklearn, standardize
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def pair_features(
 
 @register_metric("beta_vae", BetaVAEParams, primary="beta_vae")
 def beta_vae_metric(sampler: Sampler, params: BetaVAEParams) -> dict[str, float]:
+    require_sklearn("beta_vae")
     from sklearn.linear_model import LogisticRegression
 
     x_train, y_train = pair_features(sampler, params.num_train, params.batch_size, "train")

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from darla.vision.metrics.base import MetricParams, Sampler, informative_factors, register_metric
+from darla.vision.metrics.base import (
+    MetricParams,
+    Sampler,
+    informative_factors,
+    register_metric,
+    require_sklearn,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ def completeness(importance: np.ndarray) -> float:
 
 @register_metric("dci", DCIParams, primary="dci.disentanglement")
 def dci_metric(sampler: Sampler, params: DCIParams) -> dict[str, float]:
+    require_sklearn("dci")
     x_train, y_train = sampler.factor_code(params.num_train, "train")
     x_test, y_test = sampler.factor_code(params.num_test, "test")
     importance, train_acc, test_acc = importance_gbt(

@@ -21,6 +21,7 @@ from darla.vision.metrics.base import (
     informative_factors,
     mutual_info_matrix,
     register_metric,
+    require_sklearn,
     standardize,
 )
 
@@ -78,6 +79,7 @@ def explicitness(
 
 @register_metric("modularity", ModularityParams, primary="modularity")
 def modularity_metric(sampler: Sampler, params: ModularityParams) -> dict[str, float]:
+    require_sklearn("modularity")
     x_train, y_train = sampler.factor_code(params.num_train, "train")
     x_test, y_test = sampler.factor_code(params.num_test, "test")
     varying = informative_factors(y_train)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darla.vision.metrics.base import MetricParams, Sampler, informative_factors, register_metric, standardize
+from darla.vision.metrics.base import (
+    MetricParams,
+    Sampler,
+    informative_factors,
+    register_metric,
+    require_sklearn,
+    standardize,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ def sap_score_matrix(
 
 @register_metric("sap", SAPParams, primary="sap")
 def sap_metric(sampler: Sampler, params: SAPParams) -> dict[str, float]:
+    require_sklearn("sap")
     x_train, y_train = sampler.factor_code(params.num_train, "train")
     x_test, y_test = sampler.factor_code(params.num_test, "test")
     matrix = sap_score_matrix(x_train, y_train, x_test, y_test, sampler.seed_for("sap"))

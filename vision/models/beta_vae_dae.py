@@ -16,7 +16,7 @@ import torch
 from darla.config import from_dict, to_dict
 from darla.errors import ConfigError
 from darla.registry import unknown_name_message
-from darla.vision.base import MODELS, VisionModel
+from darla.vision.base import MODELS, VisionModel, recon_loss
 from darla.vision.models.dae import DAE, DAEConfig
 from darla.vision.models.vae import BetaVAE, BetaVAEConfig
 
@@ -30,8 +30,16 @@ class BetaVAEDAEConfig(BetaVAEConfig):
     dae_layer: str = "out"
     """DAE layer J is taken at (pre-activation): conv0.., fc, latent, dec_fc, dec_fc2, deconv0.., out
     (DARLA: the last decoder layer, 'out')."""
+    pixel_weight: float = 0.0
+    """Weight of an extra pixel-space reconstruction term (0 = DARLA's pure DAE-space loss); a
+    small value pins down pixels the DAE's features ignore, which an undertrained DAE has many of."""
     dae: dict[str, Any] = field(default_factory=dict)
     """Config of the DAE (its fields); filled in from the pretrained DAE that is attached."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pixel_weight < 0:
+            raise ConfigError(f"pixel_weight must be >= 0, got {self.pixel_weight}")
 
 
 @MODELS.register("beta_vae_dae")
@@ -75,4 +83,7 @@ class BetaVAEDAE(BetaVAE):
         with torch.no_grad():
             target = self.dae.layer_output(x, layer)
         pred = self.dae.layer_output(torch.sigmoid(logits), layer)
-        return (pred - target).pow(2).sum() / x.shape[0]
+        loss = (pred - target).pow(2).sum() / x.shape[0]
+        if self.config.pixel_weight:
+            loss = loss + self.config.pixel_weight * recon_loss(logits, x, self.config.recon)
+        return loss

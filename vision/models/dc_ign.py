@@ -142,6 +142,24 @@ class OneFactorSampler:
             groups.setdefault(tuple(row[fixed]), set()).add(tuple(row[inner]))
         return any(len(v) > 1 for v in groups.values())
 
+    def tied_groups(self) -> list[tuple[int, ...]]:
+        """Minimal sets of allowed columns that change together between two allowed rows.
+
+        E.g. source domains that differ either in the room (wall and floor together) or in the
+        object colours give the groups (wall, floor) and (good_color, bad_color).
+        """
+        if self.allowed is None:
+            return []
+        diffs = set()
+        for i in range(len(self.allowed)):
+            for j in range(i + 1, len(self.allowed)):
+                d = tuple(
+                    int(self.allowed_cols[k]) for k in np.nonzero(self.allowed[i] != self.allowed[j])[0]
+                )
+                if d:
+                    diffs.add(d)
+        return sorted(d for d in diffs if not any(set(o) < set(d) for o in diffs))
+
     def sample(self, n: int, columns: Sequence[int], rng: np.random.Generator) -> np.ndarray:
         """(n, K) rows equal everywhere except in `columns`."""
         base = np.array([rng.integers(0, k) for k in self.sizes], dtype=np.int64)
@@ -248,10 +266,14 @@ class DCIGN(GaussianVAE):
                 raise ConfigError(f"dc_ign: unknown factor {f!r}; the ground truth has {names}")
         intrinsic = [names.index(f) for f in self.config.intrinsic]
         if self.config.factors:
-            own = [names.index(f) for f in self.config.factors]
+            own: list[tuple[int, ...]] = [(names.index(f),) for f in self.config.factors]
         else:
-            own = [i for i in range(len(names)) if i not in intrinsic and sampler.can_vary([i])]
-        dropped = [names[i] for i in own if not sampler.can_vary([i])]
+            own = [(i,) for i in range(len(names)) if i not in intrinsic and sampler.can_vary([i])]
+            # appearance factors tied across the allowed domains (DARLA's rooms: wall + floor)
+            # vary together: one batch type per minimal tied group
+            singles = {c for (c,) in own}
+            own += [grp for grp in sampler.tied_groups() if not set(grp) & (singles | set(intrinsic))]
+        dropped = [names[c[0]] for c in own if not sampler.can_vary(list(c))]
         if dropped:
             raise ConfigError(f"dc_ign: factor(s) {dropped} never vary within the allowed domains")
         u = self.config.units_per_factor
@@ -261,7 +283,10 @@ class DCIGN(GaussianVAE):
                 f"dc_ign: {len(own)} factors x {u} units{' + intrinsic units' if intrinsic else ''} "
                 f"need {need} latents, latent_dim is {self.latent_dim}"
             )
-        types = [BatchType(names[c], (c,), (k * u, (k + 1) * u), 1.0) for k, c in enumerate(own)]
+        types = [
+            BatchType("+".join(names[c] for c in cols), cols, (k * u, (k + 1) * u), 1.0)
+            for k, cols in enumerate(own)
+        ]
         if intrinsic and self.config.intrinsic_ratio > 0 and sampler.can_vary(intrinsic):
             types.append(
                 BatchType(

@@ -202,9 +202,17 @@ class InfoGAN(VisionModel):
             )
         return self.decoder(z)
 
+    def layer_names(self) -> list[str]:
+        """The discriminator body's layers and the inferred codes ('latent'); G has no encoder side."""
+        return [f"conv{i}" for i in range(len(self.encoder.convs))] + ["fc", "latent"]
+
     def layer_output(self, x: torch.Tensor, layer: str) -> torch.Tensor:
-        if layer in ("latent", "head"):
+        if layer == "latent":
             return self.features(x)
+        if layer not in self.layer_names():
+            from darla.registry import unknown_name_message
+
+            raise ConfigError(unknown_name_message("layer", layer, self.layer_names()))
         return super().layer_output(x, layer)
 
     # -- objectives ---------------------------------------------------------------------------
