@@ -112,14 +112,19 @@ def method_label(data: dict[str, Any]) -> str:
     return f"{vision}/{mode}/{algo}"
 
 
-def load_run(run_dir: Path) -> list[RunResult]:
-    """Every finished transfer results.json under <run>/transfer (episode caches skipped)."""
+def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunResult]:
+    """Every finished transfer results.json under <run>/transfer (episode caches skipped), or
+    only those of `folders` (what `darla run` just evaluated, leaving out stale policies)."""
     root = run_dir / "transfer"
     if not root.is_dir():
         raise ArtifactError(f"{run_dir} holds no transfer/ folder: run `darla transfer` or `darla run` first")
     runs: list[RunResult] = []
-    for path in sorted(root.rglob("results.json")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+    if folders is not None:
+        paths = [Path(f) / "results.json" for f in folders]
+    else:
+        paths = sorted(root.rglob("results.json"))
+    for path in paths:
+        if folders is None and any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         data = read_json(path)
         if not isinstance(data, dict) or "domains" not in data or "policies" not in data:
@@ -199,6 +204,17 @@ def summarise(runs: list[RunResult], cfg: ReportConfig) -> dict[str, Any]:
             opairs = [(t, o) for t, o in zip(tgt, orc) if math.isfinite(t) and math.isfinite(o)]
             row[f"{prefix}oracle_ratio"] = (
                 ratio_ci([p[0] for p in opairs], [p[1] for p in opairs], **opts) if opairs else NAN_ESTIMATE
+            )
+            # the same ratio for the return above the random floor (rewards can be negative)
+            floor_t = [r.split_mean(split, "random") for r in rs]
+            floor_s = [r.split_mean("source", "random") for r in rs]
+            above = [
+                (t - ft, s - fs)
+                for t, s, ft, fs in zip(tgt, src, floor_t, floor_s)
+                if all(math.isfinite(v) for v in (t, s, ft, fs))
+            ]
+            row[f"{prefix}normalized_transfer_ratio"] = (
+                ratio_ci([a[0] for a in above], [a[1] for a in above], **opts) if above else NAN_ESTIMATE
             )
         row["random"] = {s: _nanmean([r.split_mean(s, "random") for r in rs]) for s in SPLITS}
         row["oracle"] = {s: _nanmean([r.split_mean(s, "oracle") for r in rs]) for s in SPLITS}
@@ -284,6 +300,8 @@ shown different"). The **random** floor is a uniform-random policy on the same e
 **oracle** is the same kind of agent trained directly on the target domains, the ceiling.
 **Transfer ratio** = mean target return / mean source return (1.0: nothing lost in transfer;
 it can mislead when the source return is near the floor, so read it with the returns);
+**above floor** = the same ratio of returns minus the random floor (what the policy earns
+beyond chance);
 **gap** = source - target return (Procgen's generalisation gap); **to oracle** = target
 return / the oracle's target return.
 """
@@ -304,26 +322,28 @@ def markdown(summary: dict[str, Any], runs: list[RunResult], run_dir: Path, cfg:
         "",
         "## Returns per split",
         "",
-        "| method | seeds | source | target | ood | transfer ratio | ood ratio | gap (src - tgt) | to oracle |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | source | target | ood | transfer ratio | above floor | ood ratio | gap (src - tgt) "
+        "| to oracle |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, row in methods.items():
         s = row["splits"]
         lines.append(
             f"| {method} | {row['n']} | {s['source'].format()} | {s['target'].format()} | {s['ood'].format()} "
-            f"| {row['transfer_ratio'].format()} | {row['ood_transfer_ratio'].format()} "
+            f"| {row['transfer_ratio'].format()} | {row['normalized_transfer_ratio'].format()} "
+            f"| {row['ood_transfer_ratio'].format()} "
             f"| {row['gap'].format()} | {row['oracle_ratio'].format()} |"
         )
     rnd = _first_finite([row["random"] for row in methods.values()])
     orc = _first_finite([row["oracle"] for row in methods.values()])
     lines.append(
-        "| *random floor* | | " + " | ".join(_num(rnd.get(s, math.nan)) for s in SPLITS) + " | | | | |"
+        "| *random floor* | | " + " | ".join(_num(rnd.get(s, math.nan)) for s in SPLITS) + " | | | | | |"
     )
     if any(math.isfinite(v) for v in orc.values()):
         lines.append(
             "| *oracle (target-trained)* | | "
             + " | ".join(_num(orc.get(s, math.nan)) for s in SPLITS)
-            + " | | | | |"
+            + " | | | | | |"
         )
     names = list(methods)
     lines += [
@@ -452,7 +472,9 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
                 k: _estimate_dict(row[k])
                 for k in (
                     "transfer_ratio",
+                    "normalized_transfer_ratio",
                     "ood_transfer_ratio",
+                    "ood_normalized_transfer_ratio",
                     "gap",
                     "ood_gap",
                     "oracle_ratio",
@@ -492,15 +514,18 @@ def headline(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(cfg: ReportConfig | str | Path) -> Path:
-    """Write <run>/report/{report.md, transfer.png, results.csv, summary.json}; returns the folder."""
+def write_report(cfg: ReportConfig | str | Path, folders: Sequence[Path] | None = None) -> Path:
+    """Write <run>/report/{report.md, transfer.png, results.csv, summary.json}; returns the folder.
+
+    `folders` limits the report to these transfer folders (default: all under <run>/transfer).
+    """
     if not isinstance(cfg, ReportConfig):
         cfg = ReportConfig(run=Path(cfg))
     if cfg.run is None:
         raise ConfigError("report needs --run: the run folder (holding transfer/)")
     run_dir = Path(cfg.run)
     out = Path(cfg.out) if cfg.out is not None else run_dir / "report"
-    runs = load_run(run_dir)
+    runs = load_run(run_dir, folders)
     summary = summarise(runs, cfg)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.csv", _csv_text(csv_rows(runs)))

@@ -311,21 +311,23 @@ def run_all(cfg: RunConfig) -> Path:
         oracle_dirs = {p: run_policy(p, out / "oracle", target, "oracle") for p in oracles}
 
     # 4. transfer: every policy, zero-shot, against the floor and its oracle (one env pool)
+    transfer_dirs: list[Path] = []
     with EnvPool() as pool:
         for policy, path in act_dirs.items():
             oracle = match_oracle(policy, oracle_dirs)
             tcfg = dataclasses.replace(cfg.transfer, act=path, out=out, oracle=oracle, seed=cfg.seed)
-            stage(
+            tpath = stage(
                 "transfer",
                 policy.label,
                 transfer_dir(tcfg),
                 functools.partial(is_transfer_done, tcfg),
                 functools.partial(run_transfer, tcfg, pool),
             )
+            transfer_dirs.append(tpath)
 
-    # 5. report
+    # 5. report: this run's policies only (stale folders of other configs are left out)
     if cfg.report:
-        write_report(ReportConfig(run=out))
+        write_report(ReportConfig(run=out), transfer_dirs)
     logger.info(
         "run %s: %d stages ran, %d skipped, %.1fs",
         out,

@@ -33,7 +33,15 @@ from darla.seeding import derive_seed, seed_everything
 from darla.vision import build, checkpoint_path, load, save
 from darla.vision.base import apply_step
 from darla.vision.figures import save_png, tile
-from darla.vision.models.scan import OPERATORS, SCAN, Gaussian, ScanConfig, load_scan, recombine
+from darla.vision.models.scan import (
+    OPERATORS,
+    SCAN,
+    Gaussian,
+    ScanConfig,
+    gaussian_kl_between,
+    load_scan,
+    recombine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +129,34 @@ def sym2img_check(model: SCAN, samples: int, generator: torch.Generator, limit: 
     }
 
 
+def latent_probe(model: SCAN, steps: int = 300, lr: float = 0.05) -> dict[str, Any]:
+    """Reference for img2sym: a supervised linear softmax probe per factor on the vision means,
+    fitted on the training combinations, scored on the held-out ones (same examples as SCAN)."""
+    d = model.data
+    train, held = ~d["heldout"], d["heldout"]
+    if int(held.sum()) == 0:
+        return {}
+    x = d["mu"]
+    x = (x - x[train].mean(0)) / x[train].std(0).clamp_min(1e-6)
+    per = {}
+    with torch.enable_grad():
+        for j, (factor, idx) in enumerate(model.groups.items()):
+            probe = torch.nn.Linear(x.shape[1], len(idx))
+            opt = torch.optim.Adam(probe.parameters(), lr=lr)
+            y = d["factors"][:, j]
+            for _ in range(steps):
+                loss = torch.nn.functional.cross_entropy(probe(x[train]), y[train])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                per[factor] = float((probe(x[held]).argmax(1) == y[held]).float().mean())
+    return {
+        "accuracy": float(np.mean(list(per.values()))),
+        "per_factor": {k: round(v, 4) for k, v in per.items()},
+    }
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     img = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return np.repeat(img, 3, axis=3) if img.shape[3] == 1 else img
@@ -179,6 +215,7 @@ def train_scan(cfg: ScanTrainConfig) -> Path:
         "img2sym_heldout": model.img2sym_accuracy(heldout=True),
         "img2sym_train": model.img2sym_accuracy(heldout=False),
         "sym2img_heldout_self_check": check,
+        "linear_probe_heldout": latent_probe(model),
         "final_terms": {k: round(float(v), 4) for k, v in terms.items()},
         "steps": cfg.steps,
         "render_seconds": round(render_s, 2),
@@ -208,6 +245,7 @@ def _run_train(cfg: ScanTrainConfig) -> dict[str, Any]:
         "img2sym_heldout_accuracy": held.get("accuracy"),
         "chance": held.get("chance"),
         "img2sym_train_accuracy": metrics.get("img2sym_train", {}).get("accuracy"),
+        "linear_probe_heldout_accuracy": metrics.get("linear_probe_heldout", {}).get("accuracy"),
         "sym2img_self_check": metrics.get("sym2img_heldout_self_check", {}).get("accuracy"),
         "symbols": len(metrics.get("vocabulary", [])),
     }
@@ -289,10 +327,14 @@ class ScanImagineConfig:
     """Samples per grid row."""
     seed: int = 0
     """Seeds the samples."""
+    threshold: float = 0.5
+    """Nats of KL from the prior above which a concept 'specifies' a latent unit (for the operators)."""
     device: str = "auto"
     """Torch device."""
 
     def validate(self) -> None:
+        if self.threshold < 0:
+            raise ConfigError(f"threshold must be >= 0, got {self.threshold}")
         if not self.symbols.strip() or not self.scan:
             raise ConfigError(
                 'scan imagine needs SYMBOLS (e.g. "wall=brick,good_color=green") and --scan PATH'
@@ -304,32 +346,37 @@ class ScanImagineConfig:
 _OP_SPLIT = re.compile(r"\s+(" + "|".join(n.replace("_", "[_ ]") for n in OPERATORS.names()) + r")\s+", re.I)
 
 
-def parse_expression(model: SCAN, text: str) -> Gaussian:
+def parse_expression(model: SCAN, text: str, threshold: float = 0.5) -> Gaussian:
     """'A OP B OP C ...' (left to right) -> one concept distribution in SCAN's latent space."""
     parts = _OP_SPLIT.split(text.strip())
     with torch.no_grad():
         concept = model.symbol_posterior(model.parse_symbols(parts[0]).to(model.device))
         for op, operand in zip(parts[1::2], parts[2::2]):
             other = model.symbol_posterior(model.parse_symbols(operand).to(model.device))
-            concept = recombine(op, concept, other)
+            concept = recombine(op, concept, other, threshold=threshold)
     return concept
 
 
 def imagine(cfg: ScanImagineConfig) -> dict[str, Any]:
     cfg.validate()
     model = load_scan(cfg.scan, device=cfg.device)
-    concept = parse_expression(model, cfg.symbols)
+    concept = parse_expression(model, cfg.symbols, cfg.threshold)
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "imagine"))
     images = _to_uint8(model.imagine(concept, cfg.n, gen))
     cols = min(cfg.cols, cfg.n)
     save_png(cfg.out, tile(images, -(-cfg.n // cols), cols))
-    return {"out": str(cfg.out), "symbols": cfg.symbols, "samples": cfg.n, "concept_kl": _concept_kl(concept)}
+    kl = _concept_kl(concept)
+    return {
+        "out": str(cfg.out),
+        "symbols": cfg.symbols,
+        "samples": cfg.n,
+        "concept_kl_total": round(float(sum(kl)), 3),
+        "specified_units": [i for i, v in enumerate(kl) if v > cfg.threshold],
+    }
 
 
 def _concept_kl(concept: Gaussian) -> list[float]:
     """Per latent unit KL of the concept from the prior (large = the concept specifies that unit)."""
-    from darla.vision.models.scan import gaussian_kl_between
-
     mu, logvar = concept
     kl = gaussian_kl_between((mu, logvar), (torch.zeros_like(mu), torch.zeros_like(logvar)))
     return [round(float(v), 3) for v in kl.flatten()]

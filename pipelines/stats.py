@@ -111,6 +111,8 @@ def bootstrap_ci(
         return NAN_ESTIMATE
     point = float(statistic(arrays))
     n = min(a.shape[0] for a in arrays)
+    if n < 2:  # one run has no spread to resample: the interval is undefined, not zero-width
+        return Estimate(point, math.nan, math.nan, n)
     rng = np.random.default_rng(seed)
     # Draw every resample's indices up front (one call per stratum) so the stream is fixed.
     indices = [rng.integers(0, a.shape[0], size=(reps, a.shape[0])) for a in arrays]
@@ -138,6 +140,8 @@ def bootstrap_mean_ci(
     if x.size == 0:
         return NAN_ESTIMATE
     point = aggregate(x, iqm_min_runs)
+    if x.size < 2:
+        return Estimate(point, math.nan, math.nan, int(x.size))
     rng = np.random.default_rng(seed)
     samples = x[rng.integers(0, x.size, size=(reps, x.size))]
     if x.size >= iqm_min_runs:

@@ -72,24 +72,28 @@ class TransferConfig:
     """greedy actions (True) or sampled ones"""
     max_episode_steps: int | None = None
     """episode time limit; None keeps the env family's default"""
-    n_envs: int = 8
-    """parallel envs per domain (episodes are seeded one by one, so results do not depend on it)"""
+    n_envs: int = 4
+    """parallel evaluation envs (episodes are seeded one by one, so results do not depend on it)"""
     vec: Literal["dummy", "subproc", "auto"] = "auto"
     """vectorisation of the evaluation envs"""
     device: str = "auto"
     """torch device for the policy and its vision model"""
+    threads: int = 0
+    """torch threads (0: all cores)"""
     act_hash: str = ""
     """set by transfer itself: the act folder's completion hash, so a retrained policy is re-evaluated"""
     oracle_hash: str = ""
     """set by transfer itself: the oracle act folder's completion hash"""
 
-    hash_exclude: ClassVar[tuple[str, ...]] = ("out", "n_envs", "vec", "device")
+    hash_exclude: ClassVar[tuple[str, ...]] = ("out", "n_envs", "vec", "device", "threads")
 
     def validate(self) -> None:
         if self.episodes < 1:
             raise ConfigError(f"transfer episodes must be >= 1, got {self.episodes}")
         if self.n_envs < 1:
             raise ConfigError(f"transfer n_envs must be >= 1, got {self.n_envs}")
+        if self.threads < 0:
+            raise ConfigError(f"transfer threads must be >= 0, got {self.threads}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}")
         if not self.splits:
@@ -722,22 +726,14 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
     from darla.runtime import setup_torch
 
     plan = _plan(cfg)
-    stage, family, act_dir, act_raw, oracle_dir, rel = (
-        plan.stage,
-        plan.family,
-        plan.act_dir,
-        plan.act_raw,
-        plan.oracle_dir,
-        plan.rel,
-    )
-    cfg = plan.cfg
-    out = Path(cfg.out) if cfg.out is not None else Path(".")
-    max_steps = cfg.max_episode_steps
+    stage, family, act_dir, oracle_dir, cfg = plan.stage, plan.family, plan.act_dir, plan.oracle_dir, plan.cfg
+    assert cfg.out is not None  # resolved by _plan
+    out, max_steps = Path(cfg.out), cfg.max_episode_steps
     if stage.is_done():
         logger.info("transfer %s: done with this config, skipped", stage.path)
         return stage.path
     stage.prepare()
-    setup_torch()
+    setup_torch(cfg.threads)
 
     domains = [(d, s) for s in cfg.splits for d in family.splits[s]]
     policies = [_agent_eval("agent", act_dir, cfg, f"act:{cfg.act_hash}", tuple(cfg.splits))]
@@ -757,7 +753,7 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
     else:
         evals = evaluate_policies(family, domains, policies, cfg, out, max_steps, pool)
     meta = {
-        **describe_act(act_dir, act_raw),
+        **describe_act(act_dir, plan.act_raw),
         "oracle": str(oracle_dir) if oracle_dir is not None else None,
         "eval_seed": cfg.seed,
         "episodes": cfg.episodes,
@@ -771,7 +767,7 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
     agent = results["policies"]["agent"]
     logger.info(
         "transfer %s: source %.3f, target %s, transfer ratio %s",
-        rel,
+        plan.rel,
         agent["split_means"].get("source", math.nan),
         agent["split_means"].get("target"),
         agent.get("transfer_ratio"),

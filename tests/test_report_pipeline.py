@@ -132,3 +132,18 @@ def test_missing_results_are_clear_errors(tmp_path: Path, capsys: pytest.Capture
         write_report(tmp_path)
     assert main(["report"]) == 2
     assert "--run" in capsys.readouterr().err
+
+
+def test_report_limited_to_given_folders(run: Path) -> None:
+    folders = [run / "transfer" / "pixels" / "ppo" / f"s{seed}" for seed in range(3)]
+    out = write_report(ReportConfig(run=run, reps=100), folders)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["methods"]) == ["pixels/ppo"]
+
+
+def test_ratio_above_the_random_floor(run: Path) -> None:
+    s = summarise(load_run(run), ReportConfig(run=run, reps=100))
+    # floors: -0.5 on every split; DARLA (3.1 + 0.5) / (4.1 + 0.5)
+    assert s["methods"]["beta_vae_dae/frozen/ppo"]["normalized_transfer_ratio"].point == pytest.approx(
+        3.6 / 4.6
+    )

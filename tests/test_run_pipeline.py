@@ -122,6 +122,12 @@ def test_run_end_to_end_killed_resumed_and_changed(
     assert (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns == see_stamp
     assert load_yaml(act_dir / "config.yaml")["timesteps"] == 32
 
+    # 5. a changed vision model re-runs everything downstream of it
+    n = len(read_run_log(out))
+    assert main([*args, "--act.timesteps", "32", "--see.train.steps", "3"]) == 0
+    assert set(_entries(out, n).values()) == {"ran"}
+    assert len(_entries(out, n)) == 4
+
 
 def oracle_cfg_targets() -> tuple[str, ...]:
     from darla.envs import get_family
@@ -159,3 +165,21 @@ def test_plan_and_oracle_matching() -> None:
 def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_dict(RunConfig, data)
+
+
+def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`darla run --preset smoke`: every stage, the report, in well under two minutes."""
+    from darla.config import preset_section
+
+    if not preset_section("smoke", "run"):
+        pytest.skip("the smoke preset has no run section yet")
+    import time
+
+    start = time.perf_counter()
+    assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "smoke"), "--json"]) == 0
+    elapsed = time.perf_counter() - start
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(result["report"]).is_file() and result["table"]
+    stages = {e["stage"] for e in read_run_log(tmp_path / "smoke")}
+    assert {"act", "transfer"} <= stages
+    assert elapsed < 180, f"smoke run took {elapsed:.0f}s"

@@ -259,16 +259,18 @@ def test_train_scan_on_seek_avoid(tmp_path: Path) -> None:
     from darla.pipelines.scan_cmd import ScanTrainConfig, train_scan
 
     gt = envs.get_family("SeekAvoid").ground_truth(size=32)
-    frames = gt.sample(1500, np.random.default_rng(0))[1]
+    frames = gt.sample(1000, np.random.default_rng(0))[1]
     torch.manual_seed(0)
     base = vision.build("beta_vae", image_shape=SHAPE, latent_dim=10, beta=1.0)
-    Trainer(base, frames, TrainConfig(steps=600, batch_size=32, lr=1e-3), seed=0, threads=1).fit()
+    Trainer(base, frames, TrainConfig(steps=500, batch_size=32, lr=1e-3), seed=0, threads=1).fit()
     see = tmp_path / "see" / "beta_vae"
     vision.save(base, see)
     (see / "config.yaml").write_text(dump_yaml({"env": "SeekAvoid", "model": "beta_vae"}))
-    cfg = ScanTrainConfig(vision=str(see), steps=800, params={"examples": 1500, "factors": ("wall", "floor")})
+    # every appearance factor: ~1000 combinations, so held-out ones share each value with many seen ones
+    cfg = ScanTrainConfig(vision=str(see), steps=1000, params={"examples": 1200}, threads=1)
     folder = train_scan(cfg)
     assert folder == tmp_path / "scan" / "beta_vae" and (folder / "DONE.json").is_file()
     assert isinstance(vision.load(folder), SCAN)
     held = json.loads((folder / "metrics.json").read_text())["img2sym_heldout"]
-    assert held["accuracy"] > held["chance"] + 0.1, held
+    assert held["accuracy"] > held["chance"] + 0.05, held
+    assert train_scan(cfg) == folder  # done with the same config: skipped

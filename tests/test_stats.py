@@ -120,3 +120,10 @@ def test_estimate_format() -> None:
     assert stats.Estimate(1.234, 0.5, 2.0, 3).format() == "1.23 [0.50, 2.00]"
     assert stats.Estimate(-0.001, -0.002, 0.0, 3).format() == "0.00 [0.00, 0.00]"
     assert stats.Estimate(1.0, math.nan, math.nan, 1).format() == "1.00"
+
+
+def test_one_run_has_no_interval() -> None:
+    est = stats.bootstrap_mean_ci([2.5])
+    assert est.point == 2.5 and math.isnan(est.low) and math.isnan(est.high)
+    assert est.format() == "2.50"
+    assert math.isnan(stats.ratio_ci([1.0], [2.0]).low)

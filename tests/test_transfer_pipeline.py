@@ -164,23 +164,23 @@ def test_episodes_are_fixed_by_the_seed_not_the_worker() -> None:
 
 def test_skips_when_done_and_reruns_for_a_retrained_policy(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    path = run_transfer(_cfg(run_dir, out=str(out)))
+    path = run_transfer(_cfg(run_dir, out=str(out), splits=["source"]))
     stamp = (path / "results.json").stat().st_mtime_ns
     cache = sorted((out / "transfer" / ".episodes").glob("*.json"))
-    assert len(cache) == 2 * len(ALL_DOMAINS)  # agent + random, per domain
-    assert run_transfer(_cfg(run_dir, out=str(out))) == path
+    assert len(cache) == 2 * len(FAMILY.splits["source"])  # agent + random, per domain
+    assert run_transfer(_cfg(run_dir, out=str(out), splits=["source"])) == path
     assert (path / "results.json").stat().st_mtime_ns == stamp  # skipped
 
     # A retrained policy (new completion marker) is evaluated again; the floor comes from cache.
     act = tmp_path / "copy" / "act" / "beta_vae" / "ppo" / "s0"
     shutil.copytree(run_dir / "act" / "beta_vae" / "ppo" / "s0", act)
     floor_stamps = {p: p.stat().st_mtime_ns for p in cache}
-    first = run_transfer(_cfg(run_dir, act=str(act), out=str(out)))
+    first = run_transfer(_cfg(run_dir, act=str(act), out=str(out), splits=["source"]))
     before = read_json(first / DONE)["finished_at"]
     done = json.loads((act / DONE).read_text())
     done["finished_at"] = time.time() + 1
     (act / DONE).write_text(json.dumps(done))
-    again = run_transfer(_cfg(run_dir, act=str(act), out=str(out)))
+    again = run_transfer(_cfg(run_dir, act=str(act), out=str(out), splits=["source"]))
     assert again == first
     assert read_json(again / DONE)["finished_at"] > before  # evaluated again
     for p, t in floor_stamps.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -283,7 +284,14 @@ class VisionModel(nn.Module):
 
         Accepts HxWxC / NxHxWxC uint8 arrays or tensors, or float NCHW in [0, 1].
         """
-        t = torch.from_numpy(np.ascontiguousarray(obs)) if isinstance(obs, np.ndarray) else obs
+        if isinstance(obs, np.ndarray):
+            arr = np.ascontiguousarray(obs)
+            with warnings.catch_warnings():
+                # read-only arrays (memory-mapped frames) are shared, never written: only copied from
+                warnings.simplefilter("ignore", UserWarning)
+                t = torch.from_numpy(arr)
+        else:
+            t = obs
         if not isinstance(t, torch.Tensor):
             raise ConfigError(f"expected a numpy array or torch tensor of frames, got {type(obs).__name__}")
         h, w, c = self.image_shape

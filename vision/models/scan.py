@@ -116,8 +116,11 @@ def color_name(rgb: Sequence[float]) -> str:
     return min(PALETTE, key=lambda k: float(((np.asarray(PALETTE[k]) - v) ** 2).sum()))
 
 
-def value_label(value: Any) -> str:
-    """A short readable name for one factor value (textures, RGB colours, tuples of those)."""
+def value_label(value: Any, numbers: bool = True) -> str:
+    """A short readable name for one factor value (textures, RGB colours, tuples of those).
+
+    numbers=False drops plain numbers inside tuples (e.g. a ceiling height next to its texture).
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, str):
@@ -127,7 +130,8 @@ def value_label(value: Any) -> str:
     if isinstance(value, tuple | list):
         if len(value) == 3 and all(isinstance(v, float | int) and not isinstance(v, bool) for v in value):
             return color_name(value)
-        parts = list(dict.fromkeys(value_label(v) for v in value))
+        keep = [v for v in value if numbers or isinstance(v, bool) or not isinstance(v, int | float)]
+        parts = list(dict.fromkeys(value_label(v, numbers) for v in keep))
         return "_".join(p for p in parts if p)
     return str(value)
 
@@ -136,7 +140,12 @@ def factor_labels(gt: Any, name: str) -> list[str]:
     """Unique labels for every value of factor `name` (index labels when values are unknown)."""
     size = gt.factor_sizes[list(gt.factor_names).index(name)]
     values = getattr(gt, "values", None)
-    labels = [value_label(v) for v in values(name)] if callable(values) else [str(i) for i in range(size)]
+    if callable(values):
+        labels = [value_label(v, numbers=False) for v in values(name)]
+        if len(set(labels)) < len(labels):
+            labels = [value_label(v) for v in values(name)]
+    else:
+        labels = [str(i) for i in range(size)]
     if len(set(labels)) < len(labels):  # e.g. two lights both nearest to 'grey'
         labels = [f"{lab}{i}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
     return labels
