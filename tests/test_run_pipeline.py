@@ -168,18 +168,15 @@ def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) ->
 
 
 def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`darla run --preset smoke`: every stage, the report, in well under two minutes."""
-    from darla.config import preset_section
-
-    if not preset_section("smoke", "run"):
-        pytest.skip("the smoke preset has no run section yet")
-    import time
-
-    start = time.perf_counter()
+    """`darla run --preset smoke`: every stage and the report, from the CLI as a user runs it."""
     assert main(["run", "--preset", "smoke", "--out", str(tmp_path / "smoke"), "--json"]) == 0
-    elapsed = time.perf_counter() - start
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert Path(result["report"]).is_file() and result["table"]
     stages = {e["stage"] for e in read_run_log(tmp_path / "smoke")}
-    assert {"act", "transfer"} <= stages
-    assert elapsed < 180, f"smoke run took {elapsed:.0f}s"
+    assert {"see", "act", "transfer"} <= stages
+    results = json.loads(next((tmp_path / "smoke" / "transfer").rglob("results.json")).read_text())
+    from darla.envs import get_family
+
+    family = get_family("SeekAvoid")
+    every_domain = {d for split in ("source", "target", "ood") for d in family.splits[split]}
+    assert every_domain <= set(results["domains"])
