@@ -62,3 +62,21 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "see") == derive_seed(0, "see")
     assert derive_seed(0, "see") != derive_seed(0, "act") != derive_seed(1, "see")
     assert make_rng(3, "x").integers(1 << 30) == make_rng(3, "x").integers(1 << 30)
+
+
+def test_hidden_progress_bar_logs_every_tenth(caplog):
+    """Without a terminal (CI, nohup, logs) long work still reports progress, ten lines in all."""
+    import logging
+
+    from darla.log import progress
+
+    with caplog.at_level(logging.INFO, logger="darla.progress"):
+        bar = progress(total=50, desc="train", unit="step")
+        assert bar.disable  # pytest captures stderr, so it is not a terminal
+        for i in range(50):
+            bar.set_postfix(loss=i)
+            bar.update(1)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "darla.progress"]
+    assert [line.split(" (")[0] for line in lines] == [f"train: {k}/50" for k in range(5, 51, 5)]
+    assert lines[-1].startswith("train: 50/50 (100%)") and "loss=49" in lines[-1]
