@@ -27,9 +27,10 @@ class EnvFamily:
     """`module:Class` of the gymnasium env (a DomainRoomEnv subclass)."""
     domains: dict[str, DomainSpec]
     splits: dict[str, tuple[str, ...]]
-    ground_truth_factory: Callable[[EnvFamily, int], GroundTruth]
     description: str = ""
     env_defaults: dict[str, Any] = field(default_factory=dict)
+    ground_truth_factory: Callable[[EnvFamily, int], GroundTruth] | None = None
+    """Builds the family's ground truth; None: a room family's (`RoomGroundTruth`)."""
 
     def __post_init__(self) -> None:
         for name, spec in self.domains.items():
@@ -99,7 +100,11 @@ class EnvFamily:
         return env
 
     def ground_truth(self, size: int = 64) -> GroundTruth:
-        return self.ground_truth_factory(self, size)
+        if self.ground_truth_factory is not None:
+            return self.ground_truth_factory(self, size)
+        from darla.envs.ground_truth import RoomGroundTruth
+
+        return RoomGroundTruth(self, size=size)
 
 
 FAMILIES: Registry[EnvFamily] = Registry("env")

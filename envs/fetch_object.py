@@ -110,19 +110,12 @@ class FetchObjectEnv(DomainRoomEnv):
         return 0.0, False
 
 
-def _ground_truth(family: EnvFamily, size: int) -> Any:
-    from darla.envs.ground_truth import RoomGroundTruth
-
-    return RoomGroundTruth(family, size=size)
-
-
 FAMILY = EnvFamily(
     name="FetchObject",
     gym_id="darla/FetchObject-v0",
     entry_point="darla.envs.fetch_object:FetchObjectEnv",
     domains=DOMAINS,
     splits=SPLITS,
-    ground_truth_factory=_ground_truth,
     description="walk to the goal (the pillar) among same-coloured cubes; +1 and the episode ends",
 )
 FAMILIES.register(FAMILY.name, FAMILY)

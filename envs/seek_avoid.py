@@ -138,19 +138,12 @@ class SeekAvoidEnv(DomainRoomEnv):
         return reward, terminated
 
 
-def _ground_truth(family: EnvFamily, size: int) -> Any:
-    from darla.envs.ground_truth import RoomGroundTruth
-
-    return RoomGroundTruth(family, size=size)
-
-
 FAMILY = EnvFamily(
     name="SeekAvoid",
     gym_id="darla/SeekAvoid-v0",
     entry_point="darla.envs.seek_avoid:SeekAvoidEnv",
     domains=DOMAINS,
     splits=SPLITS,
-    ground_truth_factory=_ground_truth,
     description="collect good objects (+1), avoid bad ones (-1); objects respawn",
 )
 FAMILIES.register(FAMILY.name, FAMILY)

@@ -12,11 +12,12 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from darla.config import from_dict
+from darla.envs.ground_truth import GroundTruth
 from darla.errors import ConfigError, TrainingError
 from darla.registry import Registry
 from darla.seeding import derive_seed, make_rng
@@ -25,21 +26,6 @@ logger = logging.getLogger(__name__)
 
 Encode = Callable[[np.ndarray], Any]
 """uint8 observations (n, H, W, C) -> codes (n, D) (numpy array or torch tensor)."""
-
-
-@runtime_checkable
-class GroundTruth(Protocol):
-    """The ground-truth dataset protocol of `darla.envs` (disentanglement_lib's GroundTruthData)."""
-
-    factor_names: tuple[str, ...]
-    factor_sizes: tuple[int, ...]
-    image_shape: tuple[int, int, int]
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
-
-    def sample_observations_from_factors(
-        self, factors: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray: ...
 
 
 REQUIRED_ATTRS = ("factor_names", "factor_sizes", "sample_factors", "sample_observations_from_factors")
@@ -62,7 +48,7 @@ def check_ground_truth(dataset: object) -> GroundTruth:
         )
     if not any(s > 1 for s in sizes):
         raise ConfigError(f"dataset {type(dataset).__name__}: every factor is constant (sizes {sizes})")
-    return dataset  # type: ignore[return-value]
+    return dataset
 
 
 def to_numpy_codes(out: Any, n: int, expected_dim: int | None = None) -> np.ndarray:

@@ -22,29 +22,18 @@ import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from darla.envs.ground_truth import GroundTruth
 from darla.errors import ConfigError
 from darla.seeding import make_rng
 from darla.vision.base import MODELS, ModelConfig, apply_step, gaussian_kl, reparameterize
 from darla.vision.models.vae import GaussianVAE, Terms
 
 logger = logging.getLogger(__name__)
-
-
-class GroundTruthLike(Protocol):
-    factor_names: tuple[str, ...]
-    factor_sizes: tuple[int, ...]
-    image_shape: tuple[int, int, int]
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
-
-    def sample_observations_from_factors(
-        self, factors: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray: ...
 
 
 @dataclass
@@ -218,7 +207,7 @@ class DCIGN(GaussianVAE):
 
     def __init__(self, config: ModelConfig, image_shape: Any = (64, 64, 3)) -> None:
         super().__init__(config, image_shape)
-        self._gt: GroundTruthLike | None = None
+        self._gt: GroundTruth | None = None
         self._sampler: OneFactorSampler | None = None
         self._source_env = ""
         self._source_domains: tuple[str, ...] = ()
@@ -231,7 +220,7 @@ class DCIGN(GaussianVAE):
         self._source_env, self._source_domains = env, tuple(domains)
 
     def set_ground_truth(
-        self, gt: GroundTruthLike, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
+        self, gt: GroundTruth, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
     ) -> None:
         """Draw batches from `gt` (appearance columns `allowed_cols` restricted to rows `allowed`)."""
         if tuple(gt.image_shape) != tuple(self.image_shape):
@@ -244,7 +233,7 @@ class DCIGN(GaussianVAE):
         self.types = self._layout(gt, self._sampler)
         self._pool = []
 
-    def _ensure_ground_truth(self) -> GroundTruthLike:
+    def _ensure_ground_truth(self) -> GroundTruth:
         if self._gt is None:
             env = self.config.env or self._source_env
             if not env:
@@ -259,7 +248,7 @@ class DCIGN(GaussianVAE):
         assert self._gt is not None
         return self._gt
 
-    def _layout(self, gt: GroundTruthLike, sampler: OneFactorSampler) -> list[BatchType]:
+    def _layout(self, gt: GroundTruth, sampler: OneFactorSampler) -> list[BatchType]:
         names = list(gt.factor_names)
         for f in (*self.config.factors, *self.config.intrinsic):
             if f not in names:

@@ -28,13 +28,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from darla.config import load_yaml
+from darla.envs.ground_truth import GroundTruth
 from darla.errors import ArtifactError, ConfigError
 from darla.seeding import derive_seed, make_rng
 from darla.vision.base import MODELS, ModelConfig, VisionModel
@@ -45,20 +46,6 @@ logger = logging.getLogger(__name__)
 
 NAMES_BYTES = 1024
 """Room for the factor names (JSON, UTF-8) in a fixed-size buffer, so they travel with the weights."""
-
-
-class GroundTruthLike(Protocol):
-    """The part of `darla.envs.GroundTruth` the pair sampler needs."""
-
-    factor_names: tuple[str, ...]
-    factor_sizes: tuple[int, ...]
-    image_shape: tuple[int, int, int]
-
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
-
-    def sample_observations_from_factors(
-        self, factors: np.ndarray, rng: np.random.Generator
-    ) -> np.ndarray: ...
 
 
 @dataclass
@@ -231,7 +218,7 @@ class IIN(VisionModel):
         self.register_buffer("block_dims", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("block_scores", torch.zeros(n, dtype=torch.float32))
         self.register_buffer("names_utf8", torch.zeros(NAMES_BYTES, dtype=torch.uint8))
-        self._gt: GroundTruthLike | None = None
+        self._gt: GroundTruth | None = None
         self._sampler: OneFactorSampler | None = None
         self._source_env = ""
         self._source_domains: tuple[str, ...] = ()
@@ -295,7 +282,7 @@ class IIN(VisionModel):
         self._source_env, self._source_domains = env, tuple(domains)
 
     def set_ground_truth(
-        self, gt: GroundTruthLike, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
+        self, gt: GroundTruth, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
     ) -> None:
         """Draw pairs from `gt`; appearance columns `allowed_cols` stay inside the rows `allowed`."""
         if tuple(gt.image_shape) != tuple(self.image_shape):
@@ -314,7 +301,7 @@ class IIN(VisionModel):
             raise ArtifactError(f"iin: cannot read the base see config {cfg_file}: {exc}") from None
         return data if isinstance(data, dict) else {}
 
-    def _ground_truth(self) -> GroundTruthLike:
+    def _ground_truth(self) -> GroundTruth:
         """The attached ground truth, else `pair_env`'s / the see stage's / the base's env family,
         restricted to the source domains' appearance combinations (targets stay unseen)."""
         if self._gt is not None:
@@ -336,7 +323,7 @@ class IIN(VisionModel):
         self.set_ground_truth(gt, allowed, cols)
         return gt
 
-    def _factor_groups(self, gt: GroundTruthLike) -> list[list[int]]:
+    def _factor_groups(self, gt: GroundTruth) -> list[list[int]]:
         """Columns that get a block, as groups of columns tied in the allowed domains.
 
         A factor qualifies when it takes >= 2 values in the allowed data. Appearance factors that
