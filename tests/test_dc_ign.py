@@ -10,7 +10,8 @@ import torch
 
 import darla.vision as vision
 from darla.errors import ConfigError
-from darla.vision.models.dc_ign import DCIGN, OneFactorSampler, clamp_to_mean
+from darla.vision.factor_batches import OneFactorSampler
+from darla.vision.models.dc_ign import DCIGN, clamp_to_mean
 
 SHAPE = (32, 32, 3)
 TINY = {"latent_dim": 6, "channels": (8, 8, 16, 16), "hidden": 64}

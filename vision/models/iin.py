@@ -39,8 +39,8 @@ from darla.envs.ground_truth import GroundTruth
 from darla.errors import ArtifactError, ConfigError
 from darla.seeding import derive_seed, make_rng
 from darla.vision.base import MODELS, ModelConfig, VisionModel
+from darla.vision.factor_batches import OneFactorSampler, allowed_appearance, ground_truth_for
 from darla.vision.flows import VectorFlow
-from darla.vision.models.dc_ign import OneFactorSampler, allowed_appearance, ground_truth_for
 
 logger = logging.getLogger(__name__)
 

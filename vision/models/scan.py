@@ -254,7 +254,7 @@ def base_env(base: str) -> str:
 
 
 def ground_truth_for(env: str, size: int) -> Any:
-    from darla.vision.models.dc_ign import ground_truth_for as gt_for
+    from darla.vision.factor_batches import ground_truth_for as gt_for
 
     return gt_for(env, size)
 
