@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_see
 from stable_baselines3 import PPO
 
 import darla.pipelines.act as act_mod
@@ -24,7 +25,6 @@ from darla.cli import main
 from darla.config import from_dict, load_yaml
 from darla.errors import ArtifactError, ConfigError
 from darla.pipelines.act import ActConfig, run_act
-from darla.pipelines.see import SeeConfig, run_see
 
 SMALL = {
     "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
@@ -36,22 +36,7 @@ SMALL = {
 @pytest.fixture(scope="module")
 def see_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, finished see stage: a tiny beta_vae on 64 source frames at 32x32."""
-    out = tmp_path_factory.mktemp("see_run")
-    cfg = from_dict(
-        SeeConfig,
-        {
-            "env": "SeekAvoid",
-            "model": "beta_vae",
-            "out": str(out),
-            "size": 32,
-            "frames": 64,
-            "workers": 1,
-            "threads": 1,
-            "params": {"latent_dim": 4, "channels": [8, 8], "hidden": 16},
-            "train": {"steps": 2, "batch_size": 16, "checkpoint_every": 1, "image_every": 0},
-        },
-    )
-    return run_see(cfg)
+    return Path(tiny_see(tmp_path_factory.mktemp("see_run")))
 
 
 def act_config(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_see
 
 from darla.artifacts import DONE, read_json
 from darla.cli import main
@@ -22,7 +23,6 @@ from darla.config import from_dict
 from darla.envs import get_family
 from darla.errors import ArtifactError, ConfigError
 from darla.pipelines.act import ActConfig, run_act
-from darla.pipelines.see import SeeConfig, run_see
 from darla.pipelines.transfer import (
     EnvPool,
     TransferConfig,
@@ -61,22 +61,7 @@ def _act(out: Path, see: Path, **extra: Any) -> Path:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with a finished tiny see, one source-trained policy and one target oracle."""
     out = tmp_path_factory.mktemp("transfer_run")
-    see = run_see(
-        from_dict(
-            SeeConfig,
-            {
-                "env": "SeekAvoid",
-                "model": "beta_vae",
-                "out": str(out),
-                "size": 32,
-                "frames": 64,
-                "workers": 1,
-                "threads": 1,
-                "params": {"latent_dim": 4, "channels": [8, 8], "hidden": 16},
-                "train": {"steps": 2, "batch_size": 16, "checkpoint_every": 1, "image_every": 0},
-            },
-        )
-    )
+    see = Path(tiny_see(out))
     _act(out, see)
     _act(out / "oracle", see, domains=list(FAMILY.splits["target"]))
     return out
