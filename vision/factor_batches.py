@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from darla.errors import ConfigError
+
+if TYPE_CHECKING:
+    from darla.envs.ground_truth import GroundTruth
 
 
 class OneFactorSampler:
@@ -108,3 +111,41 @@ def allowed_appearance(gt: Any, env: str, domains: Sequence[str]) -> tuple[np.nd
             row.append(f.values.index(value))
         rows.append(row)
     return np.asarray(rows, dtype=np.int64), list(range(len(appearance)))
+
+
+class FactorSource:
+    """Mixin for models that draw their own batches from a ground truth (DC-IGN, IIN).
+
+    Holds what the see stage tells them (`on_source`: env family and source domains) and the
+    attached ground truth with its sampler; `_ground_truth_changed` drops derived state.
+    Put it before the model base class so its `on_source` overrides the interface's no-op.
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+
+    def _init_factor_source(self) -> None:
+        self._gt: GroundTruth | None = None
+        self._sampler: OneFactorSampler | None = None
+        self._source_env = ""
+        self._source_domains: tuple[str, ...] = ()
+
+    def on_source(self, env: str, domains: Sequence[str]) -> None:
+        """Told by the see stage which env family and source domains it trains on."""
+        self._source_env, self._source_domains = env, tuple(domains)
+
+    def set_ground_truth(
+        self, gt: GroundTruth, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
+    ) -> None:
+        """Draw from `gt`; appearance columns `allowed_cols` stay inside the rows `allowed`."""
+        if tuple(gt.image_shape) != tuple(self.image_shape):
+            raise ConfigError(
+                f"{self.name}: the ground truth renders {tuple(gt.image_shape)} images, the model "
+                f"expects {tuple(self.image_shape)}"
+            )
+        self._gt = gt
+        self._sampler = OneFactorSampler(gt.factor_sizes, allowed, allowed_cols)
+        self._ground_truth_changed()
+
+    def _ground_truth_changed(self) -> None:
+        """Recompute what depends on the ground truth (batch layouts, rendered pairs)."""

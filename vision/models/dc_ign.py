@@ -19,7 +19,6 @@ factors vary freely. Batches are rendered once into a pool (`pool_batches`) and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from darla.envs.ground_truth import GroundTruth
 from darla.errors import ConfigError
 from darla.seeding import make_rng
 from darla.vision.base import MODELS, ModelConfig, apply_step, gaussian_kl, reparameterize
-from darla.vision.factor_batches import OneFactorSampler, allowed_appearance, ground_truth_for
+from darla.vision.factor_batches import FactorSource, OneFactorSampler, allowed_appearance, ground_truth_for
 from darla.vision.models.vae import GaussianVAE, Terms
 
 logger = logging.getLogger(__name__)
@@ -105,37 +104,21 @@ class BatchType:
 
 
 @MODELS.register("dc_ign")
-class DCIGN(GaussianVAE):
+class DCIGN(FactorSource, GaussianVAE):
     name = "dc_ign"
     config_cls = DCIGNConfig
     config: DCIGNConfig
 
     def __init__(self, config: ModelConfig, image_shape: Any = (64, 64, 3)) -> None:
         super().__init__(config, image_shape)
-        self._gt: GroundTruth | None = None
-        self._sampler: OneFactorSampler | None = None
-        self._source_env = ""
-        self._source_domains: tuple[str, ...] = ()
+        self._init_factor_source()
         self.types: list[BatchType] = []
         self._pool: list[tuple[int, np.ndarray]] = []
 
     # -- ground truth ---------------------------------------------------------------------
-    def on_source(self, env: str, domains: Sequence[str]) -> None:
-        """Told by the see stage which env family and source domains it trains on."""
-        self._source_env, self._source_domains = env, tuple(domains)
-
-    def set_ground_truth(
-        self, gt: GroundTruth, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
-    ) -> None:
-        """Draw batches from `gt` (appearance columns `allowed_cols` restricted to rows `allowed`)."""
-        if tuple(gt.image_shape) != tuple(self.image_shape):
-            raise ConfigError(
-                f"dc_ign: the ground truth renders {tuple(gt.image_shape)} images, the model expects "
-                f"{self.image_shape}"
-            )
-        self._gt = gt
-        self._sampler = OneFactorSampler(gt.factor_sizes, allowed, allowed_cols)
-        self.types = self._layout(gt, self._sampler)
+    def _ground_truth_changed(self) -> None:
+        assert self._gt is not None and self._sampler is not None
+        self.types = self._layout(self._gt, self._sampler)
         self._pool = []
 
     def _ensure_ground_truth(self) -> GroundTruth:

@@ -39,7 +39,7 @@ from darla.envs.ground_truth import GroundTruth
 from darla.errors import ArtifactError, ConfigError
 from darla.seeding import derive_seed, make_rng
 from darla.vision.base import MODELS, ModelConfig, VisionModel
-from darla.vision.factor_batches import OneFactorSampler, allowed_appearance, ground_truth_for
+from darla.vision.factor_batches import FactorSource, allowed_appearance, ground_truth_for
 from darla.vision.flows import VectorFlow
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def _base_folder(base: str) -> Path:
 
 
 @MODELS.register("iin")
-class IIN(VisionModel):
+class IIN(FactorSource, VisionModel):
     """Invertible interpretation network on a frozen zoo encoder (see the module docstring)."""
 
     name = "iin"
@@ -218,10 +218,7 @@ class IIN(VisionModel):
         self.register_buffer("block_dims", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("block_scores", torch.zeros(n, dtype=torch.float32))
         self.register_buffer("names_utf8", torch.zeros(NAMES_BYTES, dtype=torch.uint8))
-        self._gt: GroundTruth | None = None
-        self._sampler: OneFactorSampler | None = None
-        self._source_env = ""
-        self._source_domains: tuple[str, ...] = ()
+        self._init_factor_source()
         self._pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._batch_gen = torch.Generator().manual_seed(derive_seed(config.seed, "iin", "batches"))
 
@@ -277,20 +274,7 @@ class IIN(VisionModel):
         return out
 
     # -- ground truth pairs ---------------------------------------------------------------
-    def on_source(self, env: str, domains: tuple[str, ...]) -> None:
-        """Told by the see stage which env family and source domains it trains on."""
-        self._source_env, self._source_domains = env, tuple(domains)
-
-    def set_ground_truth(
-        self, gt: GroundTruth, allowed: np.ndarray | None = None, allowed_cols: Sequence[int] = ()
-    ) -> None:
-        """Draw pairs from `gt`; appearance columns `allowed_cols` stay inside the rows `allowed`."""
-        if tuple(gt.image_shape) != tuple(self.image_shape):
-            raise ConfigError(
-                f"iin: ground truth renders {tuple(gt.image_shape)} images, the base encoder expects {self.image_shape}"
-            )
-        self._gt = gt
-        self._sampler = OneFactorSampler(gt.factor_sizes, allowed, allowed_cols)
+    def _ground_truth_changed(self) -> None:
         self._pairs = None
 
     def _base_see_config(self) -> dict[str, Any]:
