@@ -21,6 +21,7 @@ import torch
 import yaml
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecTransposeImage
@@ -271,6 +272,9 @@ def build_model(
     except TypeError as exc:
         raise ConfigError(f"bad hyperparameters for {algo}: {exc}") from None
     MODES.get(mode).after_build(model, vision_checkpoint)
+    if tensorboard_log is None:
+        # SB3 would otherwise make an empty $TMPDIR/SB3-<date> folder on every learn()
+        model.set_logger(Logger(folder=None, output_formats=[]))
     return model
 
 

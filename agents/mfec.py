@@ -72,6 +72,13 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _quiet_logger(verbose: int, tensorboard_log: str | None, tb_log_name: str, reset: bool) -> Logger:
+    """SB3's logger, minus the empty $TMPDIR/SB3-<date> folder it makes when nothing is logged."""
+    if tensorboard_log is None and verbose == 0:
+        return Logger(folder=None, output_formats=[])
+    return configure_logger(verbose, tensorboard_log, tb_log_name, reset)
+
+
 class EpisodicTable:
     """One action's memory: keys, best returns and last-use times, with kNN lookup and LRU eviction.
 
@@ -395,7 +402,7 @@ class MFEC:
     @property
     def logger(self) -> Logger:
         if self._logger is None:
-            self._logger = configure_logger(self.verbose, None, "", True)
+            self._logger = _quiet_logger(self.verbose, None, "", True)
         return self._logger
 
     @property
@@ -548,7 +555,7 @@ class MFEC:
             self.num_timesteps = 0
             self._last_obs = None
         self._total_timesteps = int(total_timesteps) + (0 if reset_num_timesteps else self.num_timesteps)
-        self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
+        self._logger = _quiet_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
         cb = self._init_callback(callback, progress_bar)
         if self._last_obs is None:
             env.seed(derive_seed(self.seed, "mfec", "env"))

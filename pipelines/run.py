@@ -39,6 +39,7 @@ from darla.pipelines.transfer import (
     run_transfer,
     transfer_dir,
 )
+from darla.registry import unknown_name_message
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class RunConfig:
     """vision models to train (see stage), used by the modes that need one"""
     modes: tuple[str, ...] = ("frozen", "finetune", "pixels")
     """act modes: frozen (DARLA), finetune (DARLA_FT), pixels (end-to-end baseline)"""
+    model_modes: dict[str, list[str]] = field(default_factory=dict)
+    """per-model subset of `modes` (e.g. beta_vae='[frozen]' for an ablation without finetune);
+    a model not named here gets every mode"""
     algos: tuple[str, ...] = ("ppo",)
     """RL algorithms"""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -114,6 +118,16 @@ class RunConfig:
             raise ConfigError(f"modes {list(self.modes)} need a vision model: set models")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"run seeds must not repeat, got {list(self.seeds)}")
+        for model, modes in self.model_modes.items():
+            if model not in self.models:
+                raise ConfigError(unknown_name_message("model in model_modes", model, list(self.models)))
+            if isinstance(modes, str) or not isinstance(modes, (list, tuple)):
+                raise ConfigError(f"model_modes.{model} must be a list of modes, got {modes!r}")
+            for mode in modes:
+                if mode not in self.modes:
+                    raise ConfigError(
+                        unknown_name_message(f"mode of model_modes.{model}", mode, list(self.modes))
+                    )
         for mode in self.oracle_modes:
             if mode not in self.modes:
                 raise ConfigError(f"oracle mode {mode!r} is not one of the run's modes {list(self.modes)}")
@@ -194,8 +208,45 @@ def read_run_log(out: Path) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- configs per stage
+def _base_of(cfg: RunConfig, model: str) -> str | None:
+    """The run model this one is built on (iin and scan take `base`), when `base` names one."""
+    params = {**cfg.see.model_params.get(model, {}), **cfg.see.params}
+    base = params.get("base")
+    return base if isinstance(base, str) and base in cfg.models and base != model else None
+
+
+def see_order(cfg: RunConfig) -> list[str]:
+    """The run's models, each after the model its `base` names (so `base: beta_vae` just works)."""
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(model: str) -> None:
+        if model in order:
+            return
+        if model in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(model) :], model])
+            raise ConfigError(f"the run's models build on each other in a cycle: {cycle}")
+        visiting.append(model)
+        base = _base_of(cfg, model)
+        if base is not None:
+            visit(base)
+        visiting.pop()
+        order.append(model)
+
+    for model in cfg.models:
+        visit(model)
+    return order
+
+
 def see_config(cfg: RunConfig, model: str) -> SeeConfig:
     data = {**to_dict(cfg.see), "env": cfg.env, "model": model, "out": str(cfg.out), "seed": cfg.seed}
+    base = _base_of(cfg, model)
+    if base is not None:  # a model name becomes that model's see folder in this run
+        params = dict(data["model_params"].get(model, {}))
+        params["base"] = str(Path(cfg.out) / "see" / base)
+        data["model_params"] = {**data["model_params"], model: params}
+        if "base" in data["params"]:
+            data["params"] = {**data["params"], "base": params["base"]}
     return from_dict(SeeConfig, data)
 
 
@@ -246,7 +297,9 @@ def plan_policies(cfg: RunConfig, modes: tuple[str, ...], seeds: tuple[int, ...]
     out: list[Policy] = []
     for algo in cfg.algos:
         for mode in modes:
-            models: tuple[str | None, ...] = cfg.models if MODES.get(mode).needs_vision else (None,)
+            models: tuple[str | None, ...] = (None,)
+            if MODES.get(mode).needs_vision:
+                models = tuple(m for m in cfg.models if mode in cfg.model_modes.get(m, cfg.modes))
             for model in models:
                 out.extend(Policy(model, mode, algo, seed) for seed in seeds)
     return out
@@ -270,7 +323,7 @@ def run_all(cfg: RunConfig) -> Path:
     # 1. see: one vision model per name, if any mode needs one
     see_dirs: dict[str, Path] = {}
     if any(MODES.get(m).needs_vision for m in cfg.modes):
-        for model in cfg.models:
+        for model in see_order(cfg):
             scfg = see_config(cfg, model)
             see_dirs[model] = stage(
                 "see",

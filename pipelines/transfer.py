@@ -130,11 +130,7 @@ def read_act_config(act_dir: Path) -> dict[str, Any]:
 
 def see_folder_of(act_raw: dict[str, Any]) -> Path | None:
     """The see folder an act config names (field `see`: the folder or its checkpoint), if any."""
-    ref = act_raw.get("see")
-    if not ref:
-        return None
-    path = Path(str(ref))
-    return path.parent if path.suffix in (".pt", ".pth") else path
+    return _folder(act_raw.get("see"))
 
 
 def _domain_names(value: Any, known: set[str]) -> Iterator[str]:
@@ -165,26 +161,50 @@ def domains_seen(config: dict[str, Any], known: set[str]) -> set[str]:
     return seen
 
 
+def _folder(ref: Any) -> Path | None:
+    if not ref or not isinstance(ref, (str, Path)):
+        return None
+    path = Path(str(ref))
+    return path.parent if path.suffix in (".pt", ".pth") else path
+
+
+def upstream_folders(see_raw: dict[str, Any]) -> list[Path]:
+    """See folders a vision model was built from: its DAE (`dae_path`) and a frozen `base` (iin, scan)."""
+    params = dict(see_raw.get("params") or {})
+    model_params = see_raw.get("model_params") or {}
+    if isinstance(model_params, dict):
+        params = {**dict(model_params.get(see_raw.get("model"), {}) or {}), **params}
+    refs = [see_raw.get("dae_path"), params.get("base")]
+    return [f for f in (_folder(r) for r in refs) if f is not None]
+
+
 def check_zero_shot(family: EnvFamily, act_dir: Path, act_raw: dict[str, Any]) -> None:
-    """Refuse a policy, or the vision model it sees through, that saw a target or ood domain."""
+    """Refuse a policy, or a vision model it sees through (and what that was built on), that saw a
+    target or ood domain."""
     held_out = {d: s for s in ("target", "ood") for d in family.splits.get(s, ())}
     known = set(family.domains)
     stages: list[tuple[str, Path, dict[str, Any]]] = [("policy", act_dir, act_raw)]
-    see_dir = see_folder_of(act_raw)
-    if see_dir is not None:
+    pending = [(f"vision model of {act_dir}", d) for d in [see_folder_of(act_raw)] if d is not None]
+    visited: set[Path] = set()
+    while pending:
+        what, see_dir = pending.pop()
+        if see_dir.resolve() in visited:
+            continue
+        visited.add(see_dir.resolve())
         if not (see_dir / CONFIG).is_file():
             raise ArtifactError(
-                f"the vision model of {act_dir} ({see_dir}) has no {CONFIG}: cannot check that "
-                "it never saw a target domain"
+                f"the {what} ({see_dir}) has no {CONFIG}: cannot check that it never saw a target domain"
             )
         see_raw = load_yaml(see_dir / CONFIG)
-        if isinstance(see_raw, dict):
-            if see_raw.get("env") not in (None, family.name):
-                raise ConfigError(
-                    f"the vision model {see_dir} was trained on env {see_raw.get('env')!r}, "
-                    f"the policy {act_dir} on {family.name!r}"
-                )
-            stages.append(("vision model", see_dir, see_raw))
+        if not isinstance(see_raw, dict):
+            continue
+        if see_raw.get("env") not in (None, family.name):
+            raise ConfigError(
+                f"the vision model {see_dir} was trained on env {see_raw.get('env')!r}, "
+                f"the policy {act_dir} on {family.name!r}"
+            )
+        stages.append(("vision model", see_dir, see_raw))
+        pending.extend((f"model {see_dir} was built on", up) for up in upstream_folders(see_raw))
     for what, path, raw in stages:
         leaked = sorted(domains_seen(raw, known) & set(held_out))
         if leaked:

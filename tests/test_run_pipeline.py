@@ -148,6 +148,20 @@ def test_plan_and_oracle_matching() -> None:
     assert match_oracle(plan[1], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # same method, seed 0
     assert match_oracle(plan[3], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # fallback: same algo
     assert match_oracle(plan[0], {}) is None
+    ablation = from_dict(
+        RunConfig,
+        {
+            "models": ["beta_vae_dae", "beta_vae"],
+            "modes": ["frozen", "finetune"],
+            "seeds": [0],
+            "model_modes": {"beta_vae": ["frozen"]},
+        },
+    )
+    assert [p.label for p in plan_policies(ablation, ablation.modes, ablation.seeds)] == [
+        "beta_vae_dae/frozen/ppo/s0",
+        "beta_vae/frozen/ppo/s0",
+        "beta_vae_dae/finetune/ppo/s0",  # beta_vae is limited to frozen
+    ]
 
 
 @pytest.mark.parametrize(
@@ -160,6 +174,11 @@ def test_plan_and_oracle_matching() -> None:
         ({"env": "SeekAvoyd"}, "SeekAvoid"),
         ({"act": {"timesteps": 0}}, "timesteps"),
         ({"see": {"framez": 3}}, "did you mean .frames."),
+        ({"models": ["beta_vae"], "model_modes": {"beta_vea": ["frozen"]}}, "did you mean 'beta_vae'"),
+        (
+            {"modes": ["frozen"], "model_modes": {"beta_vae_dae": ["pixels"]}},
+            "mode of model_modes.beta_vae_dae",
+        ),
     ],
 )
 def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) -> None:
@@ -180,3 +199,26 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     family = get_family("SeekAvoid")
     every_domain = {d for split in ("source", "target", "ood") for d in family.splits[split]}
     assert every_domain <= set(results["domains"])
+
+
+def test_models_built_on_a_run_model_train_after_it(tmp_path: Path) -> None:
+    from darla.pipelines.run import see_config, see_order
+
+    data = {
+        "out": str(tmp_path),
+        "models": ["iin", "beta_vae"],
+        "see": {"model_params": {"iin": {"base": "beta_vae"}}},
+    }
+    cfg = from_dict(RunConfig, data)
+    assert see_order(cfg) == ["beta_vae", "iin"]
+    assert see_config(cfg, "iin").effective_params()["base"] == str(tmp_path / "see" / "beta_vae")
+    # a base outside the run is a path and stays as given
+    cfg = from_dict(RunConfig, {**data, "see": {"model_params": {"iin": {"base": "elsewhere/see/vae"}}}})
+    assert see_order(cfg) == ["iin", "beta_vae"]
+    assert see_config(cfg, "iin").effective_params()["base"] == "elsewhere/see/vae"
+    cycle = {
+        "models": ["iin", "scan"],
+        "see": {"model_params": {"iin": {"base": "scan"}, "scan": {"base": "iin"}}},
+    }
+    with pytest.raises(ConfigError, match="cycle: iin -> scan -> iin"):
+        see_order(from_dict(RunConfig, cycle))

@@ -184,7 +184,14 @@ def _leaky_copy(run_dir: Path, tmp_path: Path, where: str, domain: str) -> Path:
         act_cfg["domains"] = [*act_cfg["domains"], domain]
     else:
         see_cfg = yaml.safe_load((see / "config.yaml").read_text())
-        see_cfg["domains"] = [*see_cfg["domains"], domain]
+        leaky = dict(see_cfg, domains=[*see_cfg["domains"], domain])
+        if where == "see":
+            see_cfg = leaky
+        else:  # the vision model is clean but was built on a model (here: its DAE) that saw `domain`
+            upstream = tmp_path / "elsewhere" / "see" / "dae"
+            upstream.mkdir(parents=True)
+            (upstream / "config.yaml").write_text(yaml.safe_dump(dict(leaky, model="dae")))
+            see_cfg["dae_path"] = str(upstream / "model.pt")
         (see / "config.yaml").write_text(yaml.safe_dump(see_cfg))
     (act / "config.yaml").write_text(yaml.safe_dump(act_cfg))
     return act
@@ -192,7 +199,12 @@ def _leaky_copy(run_dir: Path, tmp_path: Path, where: str, domain: str) -> Path:
 
 @pytest.mark.parametrize(
     ("where", "split", "what"),
-    [("act", "target", "policy"), ("act", "ood", "policy"), ("see", "target", "vision model")],
+    [
+        ("act", "target", "policy"),
+        ("act", "ood", "policy"),
+        ("see", "target", "vision model"),
+        ("upstream", "ood", "vision model"),
+    ],
 )
 def test_refuses_a_policy_or_vision_model_that_saw_a_held_out_domain(
     run_dir: Path, tmp_path: Path, where: str, split: str, what: str
