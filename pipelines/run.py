@@ -392,9 +392,9 @@ def run_all(cfg: RunConfig) -> Path:
 
 
 def _see_done(scfg: SeeConfig) -> bool:
-    from darla.pipelines.see import resolve_domains
+    from darla.pipelines.see import resolve
 
-    return StageDir(scfg.folder, resolve_domains(scfg)).is_done()
+    return StageDir(scfg.folder, resolve(scfg)).is_done()
 
 
 def _act_done(acfg: ActConfig) -> bool:

@@ -70,6 +70,9 @@ class SeeConfig:
     """beta_vae_dae only: hyperparameters of the DAE trained first (fields of the dae config)."""
     dae_train: TrainConfig = field(default_factory=_dae_train_default)
     """beta_vae_dae only: optimisation settings of the DAE (DARLA: Adam 1e-3)."""
+    upstream_hash: str | None = None
+    """Filled in by the stage: content hash of the checkpoint this model builds on (`dae_path`, or the
+    `base` of iin/scan), so that retraining that model re-runs this one."""
     workers: int = 2
     """Processes collecting frames."""
     cache_dir: Path | None = None
@@ -153,10 +156,21 @@ def _dae_config(cfg: SeeConfig) -> SeeConfig:
     )
 
 
+def upstream_checkpoint(cfg: SeeConfig) -> Path | None:
+    """The trained model this one is built on, if any: a reused DAE or the `base` of iin/scan."""
+    ref = cfg.dae_path if cfg.model == "beta_vae_dae" else cfg.effective_params().get("base")
+    return checkpoint_path(Path(str(ref))) if ref else None
+
+
 def resolve(cfg: SeeConfig) -> SeeConfig:
-    """The config as the stage records it: source domains filled in, per-model params merged."""
+    """The config as the stage records it: source domains filled in, per-model params merged, and
+    the content hash of the model it builds on."""
     cfg.validate()
-    cfg = dataclasses.replace(cfg, params=cfg.effective_params(), model_params={})
+    upstream = upstream_checkpoint(cfg)
+    upstream_hash = file_hash(upstream) if upstream is not None and upstream.is_file() else None
+    cfg = dataclasses.replace(
+        cfg, params=cfg.effective_params(), model_params={}, upstream_hash=upstream_hash
+    )
     return resolve_domains(cfg)
 
 

@@ -196,3 +196,25 @@ def test_see_smoke_end_to_end_with_real_frames(tmp_path: Path, capsys: pytest.Ca
     folder = Path(result["see_dir"])
     assert (folder / "DONE.json").is_file() and (folder / "traversals.png").is_file()
     assert vision.load(folder).encode(np.zeros((1, SIZE, SIZE, 3), np.uint8)).shape == (1, 4)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "field"), [("iin", {"base": "BASE"}, None), ("beta_vae_dae", {}, "dae_path")]
+)
+def test_retraining_the_upstream_model_changes_the_stage_hash(
+    tmp_path: Path, model: str, params: dict[str, Any], field: str | None
+) -> None:
+    """A model built on another (iin/scan `base`, a reused DAE) must re-run when that one is retrained."""
+    from darla.config import config_hash
+    from darla.pipelines.see import resolve
+
+    upstream = tmp_path / "see" / "upstream"
+    upstream.mkdir(parents=True)
+    (upstream / "model.pt").write_bytes(b"weights v1")
+    params = {k: str(upstream) if v == "BASE" else v for k, v in params.items()}
+    cfg = SeeConfig(model=model, out=tmp_path, params=params, **({field: str(upstream)} if field else {}))
+    first = resolve(cfg)
+    assert first.upstream_hash is not None
+    assert config_hash(resolve(cfg)) == config_hash(first)  # same weights, same hash
+    (upstream / "model.pt").write_bytes(b"weights v2")
+    assert config_hash(resolve(cfg)) != config_hash(first)
