@@ -54,7 +54,8 @@ class ActConfig:
     vec: Literal["auto", "dummy", "subproc"] = "auto"
     """vec env type: dummy (one process), subproc (one process per worker) or auto"""
     domain_mode: Literal["per_worker", "per_episode"] = "per_worker"
-    """per_worker: worker i always uses domain i mod k; per_episode: each reset draws a source domain"""
+    """per_worker: worker i always uses domain i mod k (balanced only when n_envs is a multiple of k);
+    per_episode: each reset draws a source domain"""
     size: int | None = None
     """frame size in pixels (default: the vision model's; 64 for pixels without a see folder)"""
     max_episode_steps: int | None = None

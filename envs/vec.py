@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,6 +14,8 @@ from darla.errors import ConfigError
 from darla.registry import check_choice
 from darla.runtime import num_cores
 from darla.seeding import derive_seed
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -97,6 +100,16 @@ def make_vec_env(
         )
         for i in range(n_envs)
     ]
+    if domain_mode == "per_worker" and len(names) > 1 and n_envs % len(names):
+        shares = {d: sum(1 for i in range(n_envs) if names[i % len(names)] == d) for d in names}
+        logger.warning(
+            "per_worker: %d envs over %d domains gives them unequal shares of experience %s; use a "
+            "multiple of %d envs or domain_mode='per_episode'",
+            n_envs,
+            len(names),
+            shares,
+            len(names),
+        )
     if vec == "auto":
         vec = "subproc" if n_envs > 1 and num_cores() > 1 else "dummy"
     if vec == "subproc":

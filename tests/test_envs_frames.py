@@ -72,7 +72,7 @@ def test_default_cache_dir_follows_darla_cache(monkeypatch: pytest.MonkeyPatch, 
         E.collect_frames("SeekAvoid", ["source"], 10, seed=0, policy="greedy")
 
 
-def test_vec_env_per_worker_domains() -> None:
+def test_vec_env_per_worker_domains(caplog: pytest.LogCaptureFixture) -> None:
     vec = E.make_vec_env(
         "SeekAvoid",
         ["brick_greenred", "marble_greenred"],
@@ -89,6 +89,8 @@ def test_vec_env_per_worker_domains() -> None:
         *_, infos = vec.step(np.array([2, 2, 2]))
         assert [i["domain"] for i in infos] == ["brick_greenred", "marble_greenred", "brick_greenred"]
     vec.close()
+    # 3 envs over 2 domains: brick_greenred gets twice the experience, which the user must hear about
+    assert "unequal shares" in caplog.text and "'brick_greenred': 2" in caplog.text
 
 
 def test_vec_env_per_episode_domains_are_seeded() -> None:
