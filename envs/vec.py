@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -101,7 +102,7 @@ def make_vec_env(
         for i in range(n_envs)
     ]
     if domain_mode == "per_worker" and len(names) > 1 and n_envs % len(names):
-        shares = {d: sum(1 for i in range(n_envs) if names[i % len(names)] == d) for d in names}
+        shares = dict(Counter(names[i % len(names)] for i in range(n_envs)))
         logger.warning(
             "per_worker: %d envs over %d domains gives them unequal shares of experience %s; use a "
             "multiple of %d envs or domain_mode='per_episode'",

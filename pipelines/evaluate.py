@@ -67,14 +67,11 @@ class EvaluateConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def model_dir(path: str | Path) -> Path:
-    path = Path(path)
-    return path.parent if path.suffix == ".pt" else path
-
-
 def trained_env(path: str | Path) -> str | None:
     """The env (family) a model was trained on, from its folder's config.yaml; None if unknown."""
-    cfg_path = model_dir(path) / "config.yaml"
+    from darla.vision import see_folder
+
+    cfg_path = see_folder(path) / "config.yaml"
     if not cfg_path.is_file():
         return None
     data = load_yaml(cfg_path) or {}
@@ -189,10 +186,10 @@ def score_see_dir(
 
 
 def run(cfg: EvaluateConfig) -> dict[str, Any]:
-    from darla.vision import load
+    from darla.vision import load, see_folder
 
     setup_torch(cfg.threads)
-    if not model_dir(cfg.see).exists():
+    if not see_folder(cfg.see).exists():
         raise ArtifactError(f"model not found: {cfg.see}")
     name = resolve_dataset_name(cfg.dataset, cfg.see)
     model = load(cfg.see, device=cfg.device)

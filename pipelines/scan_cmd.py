@@ -30,7 +30,7 @@ from darla.errors import ArtifactError, ConfigError
 from darla.log import progress
 from darla.runtime import resolve_device, setup_torch
 from darla.seeding import derive_seed, seed_everything
-from darla.vision import build, checkpoint_path, load, save
+from darla.vision import build, checkpoint_path, load, save, see_folder
 from darla.vision.base import apply_step
 from darla.vision.figures import save_png, tile
 from darla.vision.models.scan import (
@@ -97,8 +97,7 @@ class ScanTrainConfig:
     def folder(self) -> Path:
         if self.out is not None:
             return Path(self.out)
-        see = Path(self.vision)
-        see = see.parent if see.suffix == ".pt" else see
+        see = see_folder(self.vision)
         return see.parent.parent / "scan" / see.name
 
 

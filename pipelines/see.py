@@ -156,18 +156,21 @@ def _dae_config(cfg: SeeConfig) -> SeeConfig:
     )
 
 
-def upstream_checkpoint(cfg: SeeConfig) -> Path | None:
-    """The trained model this one is built on, if any: a reused DAE or the `base` of iin/scan."""
-    ref = cfg.dae_path if cfg.model == "beta_vae_dae" else cfg.effective_params().get("base")
-    return checkpoint_path(Path(str(ref))) if ref else None
+def upstream_refs(params: dict[str, Any], dae_path: Any) -> list[str]:
+    """What a see config records as the trained models it builds on (see folders or checkpoints):
+    a reused DAE (`dae_path`) and the frozen `base` of iin/scan. The stage hashes them; transfer
+    checks them for target leaks."""
+    return [str(ref) for ref in (dae_path, params.get("base")) if ref]
 
 
 def resolve(cfg: SeeConfig) -> SeeConfig:
     """The config as the stage records it: source domains filled in, per-model params merged, and
-    the content hash of the model it builds on."""
+    the content hash of the models it builds on."""
     cfg.validate()
-    upstream = upstream_checkpoint(cfg)
-    upstream_hash = file_hash(upstream) if upstream is not None and upstream.is_file() else None
+    found = [
+        p for p in map(checkpoint_path, upstream_refs(cfg.effective_params(), cfg.dae_path)) if p.is_file()
+    ]
+    upstream_hash = "+".join(file_hash(p) for p in found) or None
     cfg = dataclasses.replace(
         cfg, params=cfg.effective_params(), model_params={}, upstream_hash=upstream_hash
     )

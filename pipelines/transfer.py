@@ -162,20 +162,20 @@ def domains_seen(config: dict[str, Any], known: set[str]) -> set[str]:
 
 
 def _folder(ref: Any) -> Path | None:
-    if not ref or not isinstance(ref, (str, Path)):
-        return None
-    path = Path(str(ref))
-    return path.parent if path.suffix in (".pt", ".pth") else path
+    from darla.vision import see_folder
+
+    return see_folder(str(ref)) if ref and isinstance(ref, (str, Path)) else None
 
 
 def upstream_folders(see_raw: dict[str, Any]) -> list[Path]:
-    """See folders a vision model was built from: its DAE (`dae_path`) and a frozen `base` (iin, scan)."""
+    """See folders a vision model was built from (`upstream_refs` of its recorded see config)."""
+    from darla.pipelines.see import upstream_refs
+
     params = dict(see_raw.get("params") or {})
     model_params = see_raw.get("model_params") or {}
     if isinstance(model_params, dict):
         params = {**dict(model_params.get(see_raw.get("model"), {}) or {}), **params}
-    refs = [see_raw.get("dae_path"), params.get("base")]
-    return [f for f in (_folder(r) for r in refs) if f is not None]
+    return [f for f in (_folder(r) for r in upstream_refs(params, see_raw.get("dae_path"))) if f is not None]
 
 
 def check_zero_shot(family: EnvFamily, act_dir: Path, act_raw: dict[str, Any]) -> None:

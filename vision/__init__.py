@@ -7,6 +7,16 @@ z = model.encode(frames_uint8)                            # (N, latent_dim) post
 
 from darla.vision import models as _models  # noqa: F401  (registers the zoo)
 from darla.vision.base import MODELS, ModelConfig, OptimSpec, VisionModel, build
-from darla.vision.checkpoint import checkpoint_path, load, save
+from darla.vision.checkpoint import checkpoint_path, load, save, see_folder
 
-__all__ = ["MODELS", "ModelConfig", "OptimSpec", "VisionModel", "build", "checkpoint_path", "load", "save"]
+__all__ = [
+    "MODELS",
+    "ModelConfig",
+    "OptimSpec",
+    "VisionModel",
+    "build",
+    "checkpoint_path",
+    "load",
+    "save",
+    "see_folder",
+]

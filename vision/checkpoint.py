@@ -32,6 +32,12 @@ def checkpoint_path(see_dir: str | Path) -> Path:
     return path if path.suffix == ".pt" else path / MODEL_FILE
 
 
+def see_folder(ref: str | Path) -> Path:
+    """The see folder of a reference to a model: the folder itself, or its checkpoint file."""
+    path = Path(ref)
+    return path.parent if path.suffix == ".pt" else path
+
+
 def model_payload(model: VisionModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,

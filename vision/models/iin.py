@@ -27,7 +27,6 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +38,7 @@ from darla.envs.ground_truth import GroundTruth
 from darla.errors import ArtifactError, ConfigError
 from darla.seeding import derive_seed, make_rng
 from darla.vision.base import MODELS, ModelConfig, VisionModel
+from darla.vision.checkpoint import see_folder
 from darla.vision.factor_batches import FactorSource, allowed_appearance, ground_truth_for
 from darla.vision.flows import VectorFlow
 
@@ -168,11 +168,6 @@ def pair_nll(
 
 
 # ----------------------------------------------------------------------------- the model
-def _base_folder(base: str) -> Path:
-    path = Path(base)
-    return path.parent if path.suffix == ".pt" else path
-
-
 @MODELS.register("iin")
 class IIN(FactorSource, VisionModel):
     """Invertible interpretation network on a frozen zoo encoder (see the module docstring)."""
@@ -278,7 +273,7 @@ class IIN(FactorSource, VisionModel):
         self._pairs = None
 
     def _base_see_config(self) -> dict[str, Any]:
-        cfg_file = _base_folder(self.config.base) / "config.yaml"
+        cfg_file = see_folder(self.config.base) / "config.yaml"
         try:
             data = load_yaml(cfg_file)
         except ConfigError as exc:

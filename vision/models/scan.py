@@ -43,6 +43,7 @@ from darla.errors import ArtifactError, ConfigError
 from darla.registry import Registry, unknown_name_message
 from darla.seeding import make_rng
 from darla.vision.base import MODELS, ModelConfig, VisionModel, reparameterize
+from darla.vision.checkpoint import see_folder
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +237,9 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     )
 
 
-def _base_folder(base: str) -> Path:
-    path = Path(base)
-    return path.parent if path.suffix == ".pt" else path
-
-
 def base_env(base: str) -> str:
     """The env family named by the base see folder's config.yaml."""
-    cfg_file = _base_folder(base) / "config.yaml"
+    cfg_file = see_folder(base) / "config.yaml"
     try:
         env = str(load_yaml(cfg_file).get("env") or "")
     except ConfigError as exc:
