@@ -52,7 +52,8 @@ class ActConfig:
     n_envs: int = 4
     """vectorised env workers"""
     vec: Literal["auto", "dummy", "subproc"] = "auto"
-    """vec env type: dummy (one process), subproc (one process per worker) or auto"""
+    """vec env type: dummy (one process), subproc (one process per worker) or auto (= dummy, the
+    faster at 64x64: see darla.envs.make_vec_env)"""
     domain_mode: Literal["per_worker", "per_episode"] = "per_worker"
     """per_worker: worker i always uses domain i mod k (balanced only when n_envs is a multiple of k);
     per_episode: each reset draws a source domain"""

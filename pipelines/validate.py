@@ -7,7 +7,8 @@ its conv architecture, Bernoulli likelihood) for a step budget that fits this ma
 scored with the FactorVAE metric and MIG (disentanglement_lib's point counts). Results land in
 `<out>/validate/`: one resumable folder per model (model.pt, scores.json, traversals.png,
 DONE.json) and a table (results.md / .csv / .json) next to the published values, plus a
-figure of latent traversals per model.
+figure of latent traversals per model. With `score_every`, each model is also scored along
+training (curve.json per model, curves.png, a column of the table).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ValidateConfig:
     """Multiplies the metrics' point counts (1 = disentanglement_lib's)."""
     metric_params: dict[str, Any] = field(default_factory=dict)
     """Per-metric overrides, e.g. mig='{num_train: 10000}' (taken as given, not scaled)."""
+    score_every: int = 0
+    """Also score the model every N training steps (0: only at the end; a multiple of
+    train.checkpoint_every): the curve shows whether a metric is still rising when training stops."""
     seed: int = 0
     """Seed of data order, initialisation and metrics."""
     device: str = "auto"
@@ -113,6 +117,11 @@ class ValidateConfig:
             raise ConfigError(f"frames must be >= 0 (0 = all combinations), got {self.frames}")
         if self.point_scale <= 0:
             raise ConfigError(f"point_scale must be > 0, got {self.point_scale}")
+        every = self.train.checkpoint_every
+        if self.score_every < 0 or (self.score_every and self.score_every % every):
+            raise ConfigError(
+                f"score_every must be 0 or a multiple of train.checkpoint_every ({every}), got {self.score_every}"
+            )
 
 
 @dataclass
@@ -161,7 +170,7 @@ def traversal_image(
     from darla.vision.figures import latent_order, tile
 
     rng = make_rng(seed, "validate", "traversal")
-    reference = frames[rng.choice(len(frames), size=512, replace=False)]
+    reference = frames[rng.choice(len(frames), size=min(512, len(frames)), replace=False)]
     seeds = reference[:2]
     order, score, _ = latent_order(model, reference)
     with torch.inference_mode():
@@ -232,6 +241,24 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         return dict(read_json(stage.file("scores.json")))
     stage.prepare()
     model = build(name, image_shape=frames.shape[1:], **run.params)
+
+    def score() -> dict[str, float]:
+        return evaluate(
+            model_encoder(model, model.image_shape),
+            Sprites(),
+            metrics=list(cfg.metrics),
+            seed=cfg.seed,
+            params=cfg.metric_params,
+            point_scale=cfg.point_scale,
+        )
+
+    curve = Curve(stage.file("curve.json"), stage.hash)
+
+    def on_checkpoint(step: int) -> None:
+        if cfg.score_every and step % cfg.score_every == 0:
+            curve.add(step, score())
+            logger.info("validate %s step %d: %s", name, step, curve.points[-1])
+
     trainer = Trainer(
         model,
         frames,
@@ -244,17 +271,14 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         device=cfg.device,
         threads=cfg.threads,
         desc=f"validate {name}",
+        on_checkpoint=on_checkpoint,
     )
     result = trainer.fit()
+    curve.keep_until(result.steps)
     start = time.perf_counter()
-    scores = evaluate(
-        model_encoder(model, model.image_shape),
-        Sprites(),
-        metrics=list(cfg.metrics),
-        seed=cfg.seed,
-        params=cfg.metric_params,
-        point_scale=cfg.point_scale,
-    )
+    scores = score()
+    if cfg.score_every:
+        curve.add(result.steps, scores)
     grid, labels = traversal_image(model, frames, cfg.seed)
     save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
     row = {
@@ -266,11 +290,32 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         "eval_minutes": round((time.perf_counter() - start) / 60, 1),
         "final_terms": result.terms,
         "scores": scores,
+        "curve": curve.points,
         "traversal_labels": labels,
     }
     atomic_write_json(stage.file("scores.json"), row)
     stage.mark_done(scores=scores)
     return row
+
+
+class Curve:
+    """Scores along training, kept across a resume (points of another config are dropped)."""
+
+    def __init__(self, path: Path, config_hash: str) -> None:
+        self.path = path
+        self.hash = config_hash
+        saved = read_json(path) if path.is_file() else {}
+        self.points: list[dict[str, Any]] = (
+            list(saved.get("points", [])) if saved.get("hash") == config_hash else []
+        )
+
+    def add(self, step: int, scores: dict[str, float]) -> None:
+        self.points = [p for p in self.points if p["step"] < step] + [{"step": step, **scores}]
+        atomic_write_json(self.path, {"hash": self.hash, "points": self.points})
+
+    def keep_until(self, step: int) -> None:
+        """Forget points past `step` (a resumed run re-scores them)."""
+        self.points = [p for p in self.points if p["step"] <= step]
 
 
 def table_rows(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -285,6 +330,9 @@ def table_rows(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dic
         for metric in metrics:
             flat[metric] = round(float(row["scores"].get(metric, float("nan"))), 3)
             flat[f"{metric} (published)"] = PUBLISHED.get(row["model"], {}).get(metric, "n/a")
+        curve = row.get("curve") or []
+        if len(curve) > 1 and "mig" in metrics:
+            flat["mig along training"] = " ".join(f"{p['mig']:.2f}" for p in curve)
         out.append(flat)
     return out
 
@@ -302,9 +350,9 @@ def ordering(rows: list[dict[str, Any]]) -> dict[str, bool]:
 
 
 def write_tables(root: Path, table: list[dict[str, Any]], checks: dict[str, bool]) -> None:
-    header = list(table[0])
+    header = list(dict.fromkeys(k for r in table for k in r))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in table]
+    lines += ["| " + " | ".join(str(r.get(h, "")) for h in header) + " |" for r in table]
     if checks:
         lines += [
             "",
@@ -312,10 +360,33 @@ def write_tables(root: Path, table: list[dict[str, Any]], checks: dict[str, bool
         ]
     atomic_write_text(root / "results.md", "\n".join(lines) + "\n")
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header)
+    writer = csv.DictWriter(buf, fieldnames=header, restval="")
     writer.writeheader()
     writer.writerows(table)
     atomic_write_text(root / "results.csv", buf.getvalue())
+
+
+def save_curves(path: Path, rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> None:
+    """One panel per metric: each model's score against training steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for row in rows:
+            points = [p for p in row.get("curve") or [] if metric in p]
+            ax.plot([p["step"] for p in points], [p[metric] for p in points], marker="o", label=row["model"])
+        ax.set_xlabel("training step")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def run(cfg: ValidateConfig) -> dict[str, Any]:
@@ -336,6 +407,8 @@ def run(cfg: ValidateConfig) -> dict[str, Any]:
         fvae = row["scores"].get("factor_vae", float("nan"))
         panels.append((f"{row['model']}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
     save_traversals(root / "traversals.png", panels)
+    if any(len(row.get("curve") or []) > 1 for row in rows):
+        save_curves(root / "curves.png", rows, cfg.metrics)
     table = table_rows(rows, cfg.metrics)
     checks = ordering(rows)
     write_tables(root, table, checks)

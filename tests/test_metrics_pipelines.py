@@ -106,6 +106,33 @@ def test_validate_smoke_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
     assert (root / "vae" / "DONE.json").stat().st_mtime_ns == before
 
 
+def test_validate_scores_along_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["validate", "--out", str(tmp_path), "--models", "vae", "--params", f"vae={json.dumps(TINY)}"]
+    argv += [
+        "--frames",
+        "256",
+        "--train.steps",
+        "4",
+        "--train.batch-size",
+        "8",
+        "--train.checkpoint-every",
+        "2",
+    ]
+    argv += ["--score-every", "2", "--metrics", "mig", "--point-scale", "0.01", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    result = last_json(capsys.readouterr().out)
+    root = tmp_path / "validate"
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    curve = rows[0]["curve"]
+    assert [p["step"] for p in curve] == [2, 4]
+    assert curve[-1]["mig"] == rows[0]["scores"]["mig"]  # the last point is the final score
+    assert (root / "curves.png").is_file()
+    assert len(result["table"][0]["mig along training"].split()) == 2
+    # a step budget the checkpoints cannot reach is refused up front
+    assert main([*argv[:-3], "--score-every", "3"]) == 2
+    assert "multiple of train.checkpoint_every (2)" in capsys.readouterr().err
+
+
 def test_validate_rejects_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--out", str(tmp_path), "--models", "vea"]) == 2
     assert "did you mean 'vae'" in capsys.readouterr().err

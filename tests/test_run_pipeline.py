@@ -172,6 +172,7 @@ def test_plan_and_oracle_matching() -> None:
         ({"algos": ["ppo", "ppo"]}, "must not repeat"),
         ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "oracle mode 'frozen'"),
         ({"env": "SeekAvoyd"}, "SeekAvoid"),
+        ({"jobs": -1}, "jobs must be >= 0"),
         ({"act": {"timesteps": 0}}, "timesteps"),
         ({"see": {"framez": 3}}, "did you mean .frames."),
         ({"models": ["beta_vae"], "model_modes": {"beta_vea": ["frozen"]}}, "did you mean 'beta_vae'"),
@@ -222,3 +223,25 @@ def test_models_built_on_a_run_model_train_after_it(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="cycle: iin -> scan -> iin"):
         see_order(from_dict(RunConfig, cycle))
+
+
+def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:
+    """Stages in worker processes (`--jobs 2`) give what one process gives: jobs only buy time."""
+    base = ["run", *TINY, "--seeds", "0", "1", "--no-oracle", "--no-report"]
+    assert main([*base, "--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    entries = _entries(tmp_path / "two", 0)
+    assert entries == {
+        ("see", "beta_vae"): "ran",
+        **{(stage, f"beta_vae/frozen/ppo/s{s}"): "ran" for stage in ("act", "transfer") for s in (0, 1)},
+    }
+    for seed in ("s0", "s1"):
+        one, two = (
+            json.loads((tmp_path / run / "transfer" / "beta_vae" / "ppo" / seed / "results.json").read_text())
+            for run in ("one", "two")
+        )
+        assert one["policies"]["agent"] == two["policies"]["agent"]
+    # a second parallel run skips everything
+    n = len(read_run_log(tmp_path / "two"))
+    assert main([*base, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    assert set(_entries(tmp_path / "two", n).values()) == {"skipped"}

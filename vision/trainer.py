@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,7 +105,10 @@ class Trainer:
         device: str = "auto",
         threads: int = 0,
         desc: str = "",
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_checkpoint(step)` runs after every periodic checkpoint (e.g. to score the model
+        along training); the training RNG and train mode are restored after it."""
         setup_torch(threads)
         if frames.ndim != 4 or frames.dtype != np.uint8:
             raise ConfigError(f"frames must be uint8 (N, H, W, C), got {frames.dtype} {frames.shape}")
@@ -122,6 +126,7 @@ class Trainer:
         self.tb_dir = Path(tb_dir) if tb_dir else None
         self.extra = dict(extra or {})
         self.desc = desc or model.name
+        self.on_checkpoint = on_checkpoint
         self.train_idx, self.holdout_idx = split_indices(len(frames), cfg, seed)
         model.on_dataset(len(self.train_idx))
         self.optimizers = {
@@ -218,6 +223,12 @@ class Trainer:
                     self.model.train()
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self._checkpoint_now(t0, start_step)
+                    if self.on_checkpoint is not None:
+                        hook_start, rng = time.perf_counter(), torch.get_rng_state()
+                        self.on_checkpoint(self.step)
+                        torch.set_rng_state(rng)
+                        self.model.train()
+                        t0 += time.perf_counter() - hook_start  # training time excludes the hook
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
