@@ -282,25 +282,9 @@ def _base_of(cfg: RunConfig, model: str) -> str | None:
 
 def see_order(cfg: RunConfig) -> list[str]:
     """The run's models, each after the model its `base` names (so `base: beta_vae` just works)."""
-    order: list[str] = []
-    visiting: list[str] = []
+    from darla.vision.checkpoint import base_order
 
-    def visit(model: str) -> None:
-        if model in order:
-            return
-        if model in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(model) :], model])
-            raise ConfigError(f"the run's models build on each other in a cycle: {cycle}")
-        visiting.append(model)
-        base = _base_of(cfg, model)
-        if base is not None:
-            visit(base)
-        visiting.pop()
-        order.append(model)
-
-    for model in cfg.models:
-        visit(model)
-    return order
+    return base_order({model: _base_of(cfg, model) for model in cfg.models})
 
 
 def see_config(cfg: RunConfig, model: str) -> SeeConfig:

@@ -23,7 +23,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from darla.artifacts import StageDir, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from darla.artifacts import (
+    StageDir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    file_hash,
+    read_json,
+)
 from darla.cli import Command
 from darla.config import config_hash, dump_yaml, to_dict
 from darla.errors import ConfigError
@@ -40,6 +47,7 @@ PUBLISHED: dict[str, dict[str, str]] = {
     "beta_vae": {"factor_vae": "~0.63", "mig": "~0.21"},
     "beta_tcvae": {"factor_vae": "~0.62", "mig": "~0.45"},
     "factor_vae": {"factor_vae": "~0.82", "mig": "0.15-0.40"},
+    "infogan": {"factor_vae": "~0.59", "mig": "~0.05"},
 }
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -137,10 +145,28 @@ class ModelRun:
     point_scale: float
     metric_params: dict[str, Any]
     seed: int
+    upstream_hash: str | None = None
+    """content hash of the `base` checkpoint (iin): retraining the base re-runs this model"""
+
+    @property
+    def hash_exclude(self) -> tuple[str, ...]:
+        # without a base the hash stays what it was before this field existed (finished runs reused)
+        return () if self.upstream_hash else ("upstream_hash",)
 
 
-def model_params(cfg: ValidateConfig, name: str) -> dict[str, Any]:
-    return {**DEFAULT_PARAMS.get(name, {}), **cfg.params.get(name, {}), "latent_dim": cfg.latent_dim}
+def base_name(cfg: ValidateConfig, name: str) -> str | None:
+    """The validated model this one is built on, when its `base` names one (iin: base=beta_vae)."""
+    base = cfg.params.get(name, {}).get("base")
+    return base if isinstance(base, str) and base in cfg.models and base != name else None
+
+
+def model_params(cfg: ValidateConfig, name: str, root: Path | None = None) -> dict[str, Any]:
+    """Defaults, then the user's params; a `base` naming a validated model becomes its folder."""
+    params = {**DEFAULT_PARAMS.get(name, {}), **cfg.params.get(name, {}), "latent_dim": cfg.latent_dim}
+    base = base_name(cfg, name)
+    if base is not None and root is not None:
+        params["base"] = str(root / base)
+    return params
 
 
 def sprite_frames(n: int, seed: int) -> np.ndarray:
@@ -220,13 +246,16 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
     from darla.envs.sprites import Sprites
     from darla.pipelines.evaluate import model_encoder
     from darla.vision import build
+    from darla.vision.checkpoint import checkpoint_path
     from darla.vision.figures import save_png
     from darla.vision.metrics import evaluate
     from darla.vision.trainer import Trainer
 
+    params = model_params(cfg, name, root)
+    upstream = checkpoint_path(params["base"]) if params.get("base") else None
     run = ModelRun(
         model=name,
-        params=model_params(cfg, name),
+        params=params,
         dataset=DATASET,
         frames=cfg.frames,
         train=cfg.train,
@@ -234,6 +263,7 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         point_scale=cfg.point_scale,
         metric_params=cfg.metric_params,
         seed=cfg.seed,
+        upstream_hash=file_hash(upstream) if upstream is not None and upstream.is_file() else None,
     )
     stage = StageDir(root / name, run)
     if stage.is_done():
@@ -283,7 +313,11 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
     save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
     row = {
         "model": name,
-        "params": {k: v for k, v in run.params.items() if k != "latent_dim"},
+        "params": {
+            k: (base_name(cfg, name) or v) if k == "base" else v
+            for k, v in run.params.items()
+            if k != "latent_dim"
+        },
         "steps": result.steps,
         "train_minutes": round(result.seconds / 60, 1),
         "images_per_s": round(result.images_per_s),
@@ -398,7 +432,11 @@ def run(cfg: ValidateConfig) -> dict[str, Any]:
     atomic_write_text(root / "config.yaml", dump_yaml(cfg))
     logger.info("rendering %s sprites", "all 737,280" if cfg.frames == 0 else f"{cfg.frames:,}")
     frames = sprite_frames(cfg.frames, cfg.seed)
-    rows = [train_and_score(cfg, name, frames, root) for name in cfg.models]
+    from darla.vision.checkpoint import base_order
+
+    order = base_order({name: base_name(cfg, name) for name in cfg.models})
+    done = {name: train_and_score(cfg, name, frames, root) for name in order}
+    rows = [done[name] for name in cfg.models]
     panels = []
     for row in rows:
         model = load(root / row["model"], device=cfg.device)

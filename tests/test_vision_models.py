@@ -295,6 +295,24 @@ def test_resumed_training_equals_uninterrupted(tmp_path: Path, name: str) -> Non
         assert torch.equal(a, b), k
 
 
+def test_checkpoint_hook_runs_without_changing_training(tmp_path: Path) -> None:
+    """Scoring along training (validate's score_every) must not change what is trained."""
+    straight = _train("beta_vae", 12, tmp_path / "a.pt")
+    seen: list[int] = []
+    model = tiny("beta_vae")
+
+    def hook(step: int) -> None:  # uses the torch RNG and eval mode, as a metric would
+        seen.append(step)
+        torch.rand(100)
+        model.eval()
+
+    cfg = TrainConfig(steps=12, batch_size=8, lr=1e-3, checkpoint_every=4, log_every=2)
+    Trainer(model, blobs(64), cfg, seed=5, checkpoint=tmp_path / "h.pt", on_checkpoint=hook, threads=1).fit()
+    assert seen == [4, 8]  # periodic checkpoints only; the final one is the caller's
+    for (k, a), b in zip(straight.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_checkpoint_from_another_config_is_not_resumed(tmp_path: Path) -> None:
     _train("beta_vae", 4, tmp_path / "c.pt")
     model = tiny("beta_vae")

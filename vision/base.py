@@ -327,7 +327,8 @@ class VisionModel(nn.Module):
         """Frames -> (N, feature_dim) float32 posterior means on the model's device (no grad)."""
         t = self.as_batch(obs)
         was_training = self.training
-        self.eval()
+        if was_training:  # eval() walks every submodule: skip it on the per-step path of frozen act
+            self.eval()
         device = self.device
         outs = []
         with torch.inference_mode():

@@ -38,6 +38,29 @@ def see_folder(ref: str | Path) -> Path:
     return path.parent if path.suffix == ".pt" else path
 
 
+def base_order(bases: dict[str, str | None]) -> list[str]:
+    """Models (keys) ordered so that each comes after the model its `base` names (iin, scan)."""
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(model: str) -> None:
+        if model in order:
+            return
+        if model in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(model) :], model])
+            raise ConfigError(f"the models build on each other in a cycle: {cycle}")
+        visiting.append(model)
+        base = bases.get(model)
+        if base is not None:
+            visit(base)
+        visiting.pop()
+        order.append(model)
+
+    for model in bases:
+        visit(model)
+    return order
+
+
 def model_payload(model: VisionModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
