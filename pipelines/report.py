@@ -33,10 +33,10 @@ from darla.pipelines.stats import (
     ratio_ci,
     stratified_aggregate_ci,
 )
+from darla.pipelines.transfer import SAMPLED, SPLITS
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("source", "target", "ood")
 CSV_FIELDS = (
     "method",
     "vision",
@@ -112,6 +112,16 @@ def method_label(data: dict[str, Any]) -> str:
     return f"{vision}/{mode}/{algo}"
 
 
+def sampled_view(data: dict[str, Any]) -> dict[str, Any]:
+    """The results of the agent's sampled-action evaluation in the place of the greedy ones."""
+    domains = {
+        name: {**entry, "agent": entry[SAMPLED], "mean": entry[SAMPLED]["mean"], "std": entry[SAMPLED]["std"]}
+        for name, entry in data["domains"].items()
+        if SAMPLED in entry
+    }
+    return {**data, "domains": domains, "policies": {**data["policies"], "agent": data["policies"][SAMPLED]}}
+
+
 def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunResult]:
     """Every finished transfer results.json under <run>/transfer (episode caches skipped), or
     only those of `folders` (what `darla run` just evaluated, leaving out stale policies)."""
@@ -129,8 +139,10 @@ def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunRe
         data = read_json(path)
         if not isinstance(data, dict) or "domains" not in data or "policies" not in data:
             raise ArtifactError(f"{path} is not a darla transfer results file")
-        seed = data.get("agent_seed")
-        runs.append(RunResult(method_label(data), int(seed) if seed is not None else 0, path.parent, data))
+        seed = int(data.get("agent_seed") or 0)
+        runs.append(RunResult(method_label(data), seed, path.parent, data))
+        if SAMPLED in data["policies"]:
+            runs.append(RunResult(f"{method_label(data)} (sampled)", seed, path.parent, sampled_view(data)))
     if not runs:
         raise ArtifactError(f"no transfer results under {root}")
     return runs

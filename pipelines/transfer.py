@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 RESULTS = "results.json"
 SPLITS = ("source", "target", "ood")
 EPISODE_CACHE = ".episodes"
+SAMPLED = "agent_sampled"
+"""results role of the agent evaluated with sampled actions (transfer `sampled`)"""
 
 
 @dataclass
@@ -70,6 +72,10 @@ class TransferConfig:
     """splits the oracle is evaluated on (it is a ceiling only where it was trained)"""
     deterministic: bool = True
     """greedy actions (True) or sampled ones"""
+    sampled: bool = False
+    """with greedy actions, also evaluate the agent with sampled ones (role `agent_sampled`, a
+    '(sampled)' method in the report): a policy trained stochastically can loop when greedy
+    (SeekAvoid, beta_vae frozen: source 4.4 greedy, 7.7 sampled)"""
     max_episode_steps: int | None = None
     """episode time limit; None keeps the env family's default"""
     n_envs: int = 4
@@ -96,6 +102,10 @@ class TransferConfig:
             raise ConfigError(f"transfer threads must be >= 0, got {self.threads}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1 or None, got {self.max_episode_steps}")
+        if self.sampled and not self.deterministic:
+            raise ConfigError(
+                "transfer sampled=True adds sampled actions to greedy ones: it needs deterministic=True"
+            )
         if not self.splits:
             raise ConfigError(f"transfer splits must name at least one of {', '.join(SPLITS)}")
         for split in (*self.splits, *self.oracle_splits):
@@ -636,19 +646,18 @@ def build_results(
 
 # ----------------------------------------------------------------------------- the stage
 def _agent_eval(
-    role: str, act_dir: Path, cfg: TransferConfig, identity: str, splits: tuple[str, ...]
+    role: str,
+    act_dir: Path,
+    cfg: TransferConfig,
+    identity: str,
+    splits: tuple[str, ...],
+    deterministic: bool | None = None,
 ) -> PolicyEval:
     from darla.agents import load_agent
 
+    greedy = cfg.deterministic if deterministic is None else deterministic
     agent = load_agent(act_dir, device=cfg.device)
-    return PolicyEval(
-        role,
-        identity,
-        int(agent.image_size),
-        splits,
-        agent_action_fn(agent, cfg.deterministic),
-        cfg.deterministic,
-    )
+    return PolicyEval(role, identity, int(agent.image_size), splits, agent_action_fn(agent, greedy), greedy)
 
 
 def describe_act(act_dir: Path, act_raw: dict[str, Any]) -> dict[str, Any]:
@@ -757,6 +766,10 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
 
     domains = [(d, s) for s in cfg.splits for d in family.splits[s]]
     policies = [_agent_eval("agent", act_dir, cfg, f"act:{cfg.act_hash}", tuple(cfg.splits))]
+    if cfg.sampled:
+        policies.append(
+            _agent_eval(SAMPLED, act_dir, cfg, f"act:{cfg.act_hash}", tuple(cfg.splits), deterministic=False)
+        )
     if cfg.random_floor:
         policies.append(
             PolicyEval(
@@ -815,6 +828,8 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "returns": agent["split_means"],
         "random": policies.get("random", {}).get("split_means"),
         "oracle": policies.get("oracle", {}).get("split_means"),
+        "sampled": policies.get(SAMPLED, {}).get("split_means"),
+        "sampled_transfer_ratio": policies.get(SAMPLED, {}).get("transfer_ratio"),
         "transfer_ratio": agent.get("transfer_ratio"),
         "ood_transfer_ratio": agent.get("ood_transfer_ratio"),
         "gap": agent.get("gap"),
@@ -836,7 +851,7 @@ def render(result: dict[str, Any]) -> str:
         f"transfer results: {result['results']}",
         f"{'policy':<8} " + " ".join(f"{s:>9}" for s in SPLITS),
     ]
-    for role in ("agent", "random", "oracle"):
+    for role in ("agent", "sampled", "random", "oracle"):
         means = result["returns"] if role == "agent" else result.get(role)
         if means:
             lines.append(f"{role:<8} " + " ".join(f"{_fmt(means.get(s)):>9}" for s in SPLITS))

@@ -235,7 +235,28 @@ def test_unfinished_or_missing_act_folder_is_an_artifact_error(run_dir: Path, tm
         run_transfer(TransferConfig())
 
 
+def test_sampled_actions_are_evaluated_next_to_greedy_ones(run_dir: Path, tmp_path: Path) -> None:
+    from darla.pipelines.report import ReportConfig, load_run, summarise
+
+    path = run_transfer(_cfg(run_dir, out=str(tmp_path), sampled=True))
+    res = read_json(path / "results.json")
+    assert set(res["policies"]) == {"agent", "agent_sampled", "random"}
+    for entry in res["domains"].values():
+        assert len(entry["agent_sampled"]["returns"]) == 2
+    # the greedy figures are those of a run without sampled actions (same episodes, own cache keys)
+    greedy = read_json(run_transfer(_cfg(run_dir, out=str(tmp_path / "g"))) / "results.json")
+    assert res["policies"]["agent"] == greedy["policies"]["agent"]
+    # the report shows the sampled evaluation as a method of its own
+    runs = load_run(tmp_path)
+    assert sorted(r.method for r in runs) == ["beta_vae/frozen/ppo", "beta_vae/frozen/ppo (sampled)"]
+    sampled = next(r for r in runs if r.method.endswith("(sampled)"))
+    assert sampled.split_mean("source") == res["policies"]["agent_sampled"]["split_means"]["source"]
+    assert set(summarise(runs, ReportConfig(run=tmp_path, reps=10))["methods"]) == {r.method for r in runs}
+
+
 def test_bad_config_values_name_the_choices() -> None:
+    with pytest.raises(ConfigError, match="needs deterministic=True"):
+        from_dict(TransferConfig, {"sampled": True, "deterministic": False})
     with pytest.raises(ConfigError, match="episodes"):
         from_dict(TransferConfig, {"episodes": 0})
     with pytest.raises(ConfigError, match="Valid choices: source, target, ood"):
