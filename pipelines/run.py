@@ -203,7 +203,8 @@ class StageRunner:
             initargs=(str(level),),
         )
         try:
-            befores = [self._announce(job.stage, job.label, job.folder, job.is_done) for job in jobs]
+            verb = f"queued ({min(workers, len(jobs))} at a time)"
+            befores = [self._announce(job.stage, job.label, job.folder, job.is_done, verb) for job in jobs]
             futures = [pool.submit(_timed_call, job.run) for job in jobs]
             paths = [
                 self._settle(job.stage, job.label, job.folder, before, future.result)
@@ -215,14 +216,16 @@ class StageRunner:
         pool.shutdown()
         return paths
 
-    def _announce(self, stage: str, label: str, folder: Path, is_done: Callable[[], bool]) -> int | None:
+    def _announce(
+        self, stage: str, label: str, folder: Path, is_done: Callable[[], bool], verb: str = "running"
+    ) -> int | None:
         before = _done_mtime(folder)
         try:
             expect_skip = before is not None and is_done()
         except Exception:  # a prediction only decides the log line; the stage itself decides
             expect_skip = False
         if not expect_skip:
-            logger.info("[%s] %s: running", stage, label)
+            logger.info("[%s] %s: %s", stage, label, verb)
         return before
 
     def _settle(
