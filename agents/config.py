@@ -54,9 +54,10 @@ class ActConfig:
     vec: Literal["auto", "dummy", "subproc"] = "auto"
     """vec env type: dummy (one process), subproc (one process per worker) or auto (= dummy, the
     faster at 64x64: see darla.envs.make_vec_env)"""
-    domain_mode: Literal["per_worker", "per_episode"] = "per_worker"
-    """per_worker: worker i always uses domain i mod k (balanced only when n_envs is a multiple of k);
-    per_episode: each reset draws a source domain"""
+    domain_mode: Literal["per_worker", "per_episode"] = "per_episode"
+    """per_episode: each reset draws a source domain (balanced whatever n_envs); per_worker: worker i
+    always uses domain i mod k (balanced only when n_envs is a multiple of k: with 4 envs over
+    SeekAvoid's 3 sources one domain got half the experience and its object set was solved best)"""
     size: int | None = None
     """frame size in pixels (default: the vision model's; 64 for pixels without a see folder)"""
     max_episode_steps: int | None = None

@@ -73,6 +73,8 @@ class Mode:
     name: ClassVar[str]
     needs_vision: ClassVar[bool]
     policy: ClassVar[str]
+    cost: ClassVar[float] = 1.0
+    """time per env step relative to frozen (a scheduling hint: `darla run` starts long stages first)"""
 
     def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
         raise NotImplementedError
@@ -131,6 +133,7 @@ class FinetuneMode(_ImageMode):
 
     name = "finetune"
     needs_vision = True
+    cost = 3.0  # SeekAvoid 64x64, 1 thread: ~120 env steps/s against frozen's ~370
 
     def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
         if vision_checkpoint is None:
@@ -155,6 +158,7 @@ class PixelsMode(_ImageMode):
 
     name = "pixels"
     needs_vision = False
+    cost = 1.5  # ~240 env steps/s
     MIN_SIZE: ClassVar[int] = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
 
     def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:

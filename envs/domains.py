@@ -123,6 +123,18 @@ class DomainSpec:
     def lighting(self) -> tuple[Color, Color]:
         return (self.light_color, self.sky_color)
 
+    def factors(self) -> dict[str, Any]:
+        """The value of every appearance factor (the ground truth's factor names)."""
+        return {
+            "wall": self.wall_tex,
+            "floor": self.floor_tex,
+            "ceiling": (self.ceil_tex, self.ceiling, self.wall_height),
+            "light": self.lighting,
+            "good_color": self.good.color,
+            "bad_color": self.bad.color,
+            "object_kind": (self.good.kind, self.bad.kind),
+        }
+
     def combination(self) -> tuple[Any, ...]:
         """Every appearance factor; two domains with equal combinations look the same."""
         return (self.room, self.objects, self.lighting)
@@ -164,3 +176,21 @@ def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[s
         for name in splits[split]:
             if domains[name].combination() in source:
                 raise ConfigError(f"{split} domain {name!r} repeats a source combination")
+    # DARLA's premise: a target is a new combination of values the sources showed; a domain with a
+    # value no source has tests something else (out of distribution) and belongs to `ood`
+    seen: dict[str, set[Any]] = {}
+    for n in splits["source"]:
+        for factor, value in domains[n].factors().items():
+            seen.setdefault(factor, set()).add(value)
+    for split in ("target", "ood"):
+        for name in splits[split]:
+            unseen = {f: v for f, v in domains[name].factors().items() if v not in seen.get(f, set())}
+            if split == "target" and unseen:
+                raise ConfigError(
+                    f"target domain {name!r} shows {unseen} that no source domain has: a target must "
+                    "recombine values seen in the sources; put it in 'ood' or add a source that shows them"
+                )
+            if split == "ood" and not unseen:
+                raise ConfigError(
+                    f"ood domain {name!r} only recombines values seen in the sources: put it in 'target'"
+                )

@@ -2,8 +2,9 @@
 
 The goal is identified by its shape alone (a pillar among cubes); goal and distractors share
 one colour per domain, so colour is pure nuisance here — the opposite of SeekAvoid, where
-colour carries the reward. Domains: two rooms x two object colours, one combination held out,
-plus a cold-light target and ood rooms/colours no source has.
+colour carries the reward. Domains: two rooms x two object colours, one combination held out;
+a cold light seen in one source (room C, orange) and a target that puts the held-out combination
+under it; ood rooms/colours no source has.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ _DOMAINS = [
     DomainSpec("planks_teal", **ROOM_C, **_objects(TEAL), description="source: room C, teal objects"),
     DomainSpec("drywall_orange", **ROOM_D, **_objects(ORANGE), description="source: room D (drywall/cardboard), orange"),
     DomainSpec(
+        "planks_orange_cold", **ROOM_C, **_objects(ORANGE), **COLD,
+        description="source: room C, orange, cold blue light over open low walls, night sky",
+    ),
+    DomainSpec(
         "drywall_teal", **ROOM_D, **_objects(TEAL), difficulty=1,
         description="target: held-out combination room D x teal",
     ),
     DomainSpec(
         "drywall_teal_cold", **ROOM_D, **_objects(TEAL), **COLD, difficulty=2,
-        description="target: room D x teal under cold blue light, open low walls, night sky",
+        description="target: room D x teal under the cold light (seen only with room C, orange)",
     ),
     DomainSpec(
         "rock_pink", wall_tex="rock", floor_tex="asphalt", ceil_tex="concrete_tiles", **_objects(PINK),
@@ -54,7 +59,7 @@ _DOMAINS = [
 
 DOMAINS = {d.name: d for d in _DOMAINS}
 SPLITS = {
-    "source": ("planks_orange", "planks_teal", "drywall_orange"),
+    "source": ("planks_orange", "planks_teal", "drywall_orange", "planks_orange_cold"),
     "target": ("drywall_teal", "drywall_teal_cold"),
     "ood": ("rock_pink", "water_white"),
 }

@@ -78,32 +78,33 @@ def _set_kinds(spec: dict[str, Any], value: tuple[str, str]) -> None:
     _set_object("bad", "kind")(spec, value[1])
 
 
+def _factor(name: str) -> Callable[[DomainSpec], Any]:
+    return lambda d: d.factors()[name]
+
+
 def appearance_factors(domains: list[DomainSpec]) -> list[AppearanceFactor]:
-    """The family's appearance factors; a factor with a single value is left out."""
+    """The family's appearance factors (DomainSpec.factors); a factor with a single value is left out."""
     tied = all(d.good.color == d.bad.color for d in domains)
     candidates = [
-        AppearanceFactor("wall", (), lambda d: d.wall_tex, _set_fields("wall_tex")),
-        AppearanceFactor("floor", (), lambda d: d.floor_tex, _set_fields("floor_tex")),
+        AppearanceFactor("wall", (), _factor("wall"), _set_fields("wall_tex")),
+        AppearanceFactor("floor", (), _factor("floor"), _set_fields("floor_tex")),
         AppearanceFactor(
-            "ceiling",
-            (),
-            lambda d: (d.ceil_tex, d.ceiling, d.wall_height),
-            _set_fields("ceil_tex", "ceiling", "wall_height"),
+            "ceiling", (), _factor("ceiling"), _set_fields("ceil_tex", "ceiling", "wall_height")
         ),
-        AppearanceFactor("light", (), lambda d: d.lighting, _set_fields("light_color", "sky_color")),
+        AppearanceFactor("light", (), _factor("light"), _set_fields("light_color", "sky_color")),
     ]
     if tied:
         candidates.append(
-            AppearanceFactor("object_color", (), lambda d: d.good.color, _set_both_objects("color"))
+            AppearanceFactor("object_color", (), _factor("good_color"), _set_both_objects("color"))
         )
     else:
         candidates.append(
-            AppearanceFactor("good_color", (), lambda d: d.good.color, _set_object("good", "color"))
+            AppearanceFactor("good_color", (), _factor("good_color"), _set_object("good", "color"))
         )
         candidates.append(
-            AppearanceFactor("bad_color", (), lambda d: d.bad.color, _set_object("bad", "color"))
+            AppearanceFactor("bad_color", (), _factor("bad_color"), _set_object("bad", "color"))
         )
-    candidates.append(AppearanceFactor("object_kind", (), lambda d: (d.good.kind, d.bad.kind), _set_kinds))
+    candidates.append(AppearanceFactor("object_kind", (), _factor("object_kind"), _set_kinds))
     out = []
     for f in candidates:
         values = tuple(dict.fromkeys(f.get(d) for d in domains))

@@ -7,7 +7,11 @@ this way) or, with `respawn=False`, disappear and the episode ends once every go
 Domains follow DARLA's split: two room appearances x two object sets; three combinations are
 the sources and the fourth is the target. Object sets are balanced: within a set good and bad
 objects share their shape and differ only in colour, and both sets use the same shape, so
-valence is carried by colour alone. Harder targets add light/sky tints; ood domains use room
+valence is carried by colour alone. A third factor, the light (warm dusk or purple neon light
+over open low walls), is seen in two more sources, each with one half of the held-out
+combination: dusk with object set 2 in room A, neon with object set 1 in room B. The harder
+targets put the held-out combination under those lights, so every target recombines values the
+sources showed (DARLA's premise) while the light breaks colour shortcuts. ood domains use room
 textures and object shapes no source has.
 """
 
@@ -39,16 +43,24 @@ _DOMAINS = [
     DomainSpec("brick_blueyellow", **ROOM_A, **SET_2, description="source: room A, set 2 (blue+ yellow-)"),
     DomainSpec("marble_greenred", **ROOM_B, **SET_1, description="source: room B (marble/tiles), set 1"),
     DomainSpec(
+        "brick_blueyellow_dusk", **ROOM_A, **SET_2, **DUSK,
+        description="source: room A, set 2, warm dusk light over open low walls, orange sky",
+    ),
+    DomainSpec(
+        "marble_greenred_neon", **ROOM_B, **SET_1, **NEON,
+        description="source: room B, set 1, purple neon light over open low walls, dark purple sky",
+    ),
+    DomainSpec(
         "marble_blueyellow", **ROOM_B, **SET_2, difficulty=1,
         description="target: held-out combination room B x set 2 (DARLA's split)",
     ),
     DomainSpec(
         "marble_blueyellow_dusk", **ROOM_B, **SET_2, **DUSK, difficulty=2,
-        description="target: room B x set 2, warm light, open low walls, orange sky",
+        description="target: room B x set 2 under dusk light (seen only with room A and set 2)",
     ),
     DomainSpec(
         "marble_blueyellow_neon", **ROOM_B, **SET_2, **NEON, difficulty=3,
-        description="target: room B x set 2 under purple light, open low walls, dark purple sky",
+        description="target: room B x set 2 under neon light (seen only with room B and set 1)",
     ),
     DomainSpec(
         "brick_greenred_pillars", **ROOM_A, good=ObjectSpec("pillar", GREEN), bad=ObjectSpec("pillar", RED),
@@ -66,7 +78,13 @@ _DOMAINS = [
 
 DOMAINS = {d.name: d for d in _DOMAINS}
 SPLITS = {
-    "source": ("brick_greenred", "brick_blueyellow", "marble_greenred"),
+    "source": (
+        "brick_greenred",
+        "brick_blueyellow",
+        "marble_greenred",
+        "brick_blueyellow_dusk",
+        "marble_greenred_neon",
+    ),
     "target": ("marble_blueyellow", "marble_blueyellow_dusk", "marble_blueyellow_neon"),
     "ood": ("brick_greenred_pillars", "cinder_greenred", "slime_blueyellow"),
 }

@@ -70,7 +70,13 @@ def _make(cfg: BenchActConfig, vec: VecKind, domains: tuple[str, ...]) -> VecEnv
     from darla.envs import make_vec_env
 
     return make_vec_env(
-        cfg.env, list(domains), cfg.n_envs, seed=derive_seed(cfg.seed, "bench-act"), size=cfg.size, vec=vec
+        cfg.env,
+        list(domains),
+        cfg.n_envs,
+        seed=derive_seed(cfg.seed, "bench-act"),
+        size=cfg.size,
+        vec=vec,
+        domain_mode="per_episode",  # as `darla act` trains (any n_envs covers every domain)
     )
 
 

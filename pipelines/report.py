@@ -10,6 +10,7 @@ mean (or the interquartile mean with >= 4 seeds) with a seeded stratified-bootst
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from darla.artifacts import atomic_save, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
@@ -103,13 +105,34 @@ class RunResult:
         value = self.data["policies"].get(role, {}).get("split_means", {}).get(split)
         return float(value) if value is not None else math.nan
 
+    @property
+    def oracle_name(self) -> str | None:
+        """'oracle beta_vae_dae/ppo': the target-trained agent this policy is measured against
+        (a run can hold several: frozen policies against a frozen oracle, pixels against pixels)."""
+        if not self.data["policies"].get("oracle"):
+            return None
+        path = self.data.get("oracle")
+        if not path:
+            return "oracle"
+        return f"oracle {_oracle_method(Path(path))}"
+
+
+@functools.cache
+def _oracle_method(folder: Path) -> str:
+    """'beta_vae_dae/frozen/ppo' from the oracle's act config; its folder names when that is gone."""
+    try:
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        return method_label({k: cfg.get(k) for k in ("mode", "algo")} | {"vision": cfg.get("vision_model")})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return f"{folder.parent.parent.name}/{folder.parent.name}"
+
 
 def method_label(data: dict[str, Any]) -> str:
-    """'beta_vae_dae/frozen/ppo', or 'pixels/ppo' for the end-to-end baseline."""
+    """'beta_vae_dae/frozen/ppo', or 'pixels/ppo' for the end-to-end baseline; ' (sampled)' when
+    the agent was evaluated with sampled actions only."""
     mode, algo, vision = data.get("mode"), data.get("algo"), data.get("vision")
-    if mode == "pixels" or vision in (None, "pixels"):
-        return f"pixels/{algo}"
-    return f"{vision}/{mode}/{algo}"
+    label = f"pixels/{algo}" if mode == "pixels" or vision in (None, "pixels") else f"{vision}/{mode}/{algo}"
+    return label if data.get("deterministic", True) else f"{label} (sampled)"
 
 
 def sampled_view(data: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +165,11 @@ def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunRe
         seed = int(data.get("agent_seed") or 0)
         runs.append(RunResult(method_label(data), seed, path.parent, data))
         if SAMPLED in data["policies"]:
-            runs.append(RunResult(f"{method_label(data)} (sampled)", seed, path.parent, sampled_view(data)))
+            runs.append(
+                RunResult(
+                    method_label({**data, "deterministic": False}), seed, path.parent, sampled_view(data)
+                )
+            )
     if not runs:
         raise ArtifactError(f"no transfer results under {root}")
     return runs
@@ -155,7 +182,8 @@ class DomainRow:
     split: str
     difficulty: Any
     random: float
-    oracle: float
+    oracle: dict[str, float]
+    """mean return of each target-trained agent (by `RunResult.oracle_name`) on this domain"""
     per_method: dict[str, Estimate]
 
 
@@ -230,6 +258,8 @@ def summarise(runs: list[RunResult], cfg: ReportConfig) -> dict[str, Any]:
             )
         row["random"] = {s: _nanmean([r.split_mean(s, "random") for r in rs]) for s in SPLITS}
         row["oracle"] = {s: _nanmean([r.split_mean(s, "oracle") for r in rs]) for s in SPLITS}
+        row["oracle_names"] = sorted({r.oracle_name for r in rs if r.oracle_name})
+        row["oracle_domains"] = {d: _nanmean([r.domain_mean(d, "oracle") for r in rs]) for d in order}
         row["domains"] = {
             d: bootstrap_mean_ci(
                 _finite([r.domain_mean(d) for r in rs]), iqm_min_runs=cfg.iqm_min_runs, **opts
@@ -238,18 +268,32 @@ def summarise(runs: list[RunResult], cfg: ReportConfig) -> dict[str, Any]:
         }
         method_rows[method] = row
 
+    by_oracle: dict[str, list[RunResult]] = defaultdict(list)
+    for r in runs:
+        if r.oracle_name:
+            by_oracle[r.oracle_name].append(r)
+    oracles = {
+        name: {
+            "splits": {s: _nanmean([r.split_mean(s, "oracle") for r in rs]) for s in SPLITS},
+            "methods": sorted({r.method for r in rs}),
+        }
+        for name, rs in sorted(by_oracle.items())
+    }
     domain_rows = [
         DomainRow(
             domain=d,
             split=domains[d][0],
             difficulty=domains[d][1],
             random=_nanmean([r.domain_mean(d, "random") for r in runs]),
-            oracle=_nanmean([r.domain_mean(d, "oracle") for r in runs]),
+            oracle={
+                name: _nanmean([r.domain_mean(d, "oracle") for r in rs])
+                for name, rs in sorted(by_oracle.items())
+            },
             per_method={m: row["domains"][d] for m, row in method_rows.items()},
         )
         for d in order
     ]
-    return {"methods": method_rows, "domains": domain_rows, "order": order}
+    return {"methods": method_rows, "domains": domain_rows, "order": order, "oracles": oracles}
 
 
 # ----------------------------------------------------------------------------- writers
@@ -347,14 +391,14 @@ def markdown(summary: dict[str, Any], runs: list[RunResult], run_dir: Path, cfg:
             f"| {row['gap'].format()} | {row['oracle_ratio'].format()} |"
         )
     rnd = _first_finite([row["random"] for row in methods.values()])
-    orc = _first_finite([row["oracle"] for row in methods.values()])
     lines.append(
         "| *random floor* | | " + " | ".join(_num(rnd.get(s, math.nan)) for s in SPLITS) + " | | | | | |"
     )
-    if any(math.isfinite(v) for v in orc.values()):
+    oracles: dict[str, dict[str, Any]] = summary["oracles"]
+    for name, orc in oracles.items():
         lines.append(
-            "| *oracle (target-trained)* | | "
-            + " | ".join(_num(orc.get(s, math.nan)) for s in SPLITS)
+            f"| *{name} (target-trained; ceiling of {', '.join(orc['methods'])})* | | "
+            + " | ".join(_num(orc["splits"].get(s, math.nan)) for s in SPLITS)
             + " | | | | | |"
         )
     names = list(methods)
@@ -362,13 +406,18 @@ def markdown(summary: dict[str, Any], runs: list[RunResult], run_dir: Path, cfg:
         "",
         "## Returns per domain",
         "",
-        "| domain | split | difficulty | random | oracle | " + " | ".join(names) + " |",
-        "|---|---|---|---|---|" + "---|" * len(names),
+        "| domain | split | difficulty | random | "
+        + "".join(f"{name} | " for name in oracles)
+        + " | ".join(names)
+        + " |",
+        "|---|---|---|---|" + "---|" * (len(oracles) + len(names)),
     ]
     for d in summary["domains"]:
         lines.append(
-            f"| {d.domain} | {d.split} | {'' if d.difficulty is None else d.difficulty} | {_num(d.random)} "
-            f"| {_num(d.oracle)} | " + " | ".join(d.per_method[m].format() for m in names) + " |"
+            f"| {d.domain} | {d.split} | {'' if d.difficulty is None else d.difficulty} | {_num(d.random)} | "
+            + "".join(f"{_num(d.oracle[name])} | " for name in oracles)
+            + " | ".join(d.per_method[m].format() for m in names)
+            + " |"
         )
     lines += [
         "",
@@ -406,41 +455,43 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 1.2 * len(domain_rows) + 3), 8), constrained_layout=True)
 
     def bars(
-        ax: Any, groups: list[str], est: list[list[Estimate]], floor: list[float], ceil: list[float]
+        ax: Any, groups: list[str], est: list[list[Estimate]], floor: list[float], ceil: list[list[float]]
     ) -> None:
+        """`ceil[g][m]`: method m's own oracle in group g, drawn over that method's bar only."""
         x = np.arange(len(groups))
         for m, name in enumerate(names):
             pts = np.array([e[m].point for e in est])
             lo = np.array([e[m].low for e in est])
             hi = np.array([e[m].high for e in est])
             err = np.vstack([np.nan_to_num(pts - lo), np.nan_to_num(hi - pts)])
-            ax.bar(
-                x + (m - (len(names) - 1) / 2) * width,
-                np.nan_to_num(pts),
-                width,
-                yerr=err,
-                capsize=3,
-                label=name,
-                color=colors(m % 10),
-            )
+            centre = x + (m - (len(names) - 1) / 2) * width
+            ax.bar(centre, np.nan_to_num(pts), width, yerr=err, capsize=3, label=name, color=colors(m % 10))
+            tops = np.array([c[m] for c in ceil])
+            ok = np.isfinite(tops)
+            if ok.any():
+                ax.hlines(
+                    tops[ok],
+                    centre[ok] - width / 2,
+                    centre[ok] + width / 2,
+                    colors="crimson",
+                    linestyles=":",
+                    linewidth=1.8,
+                )
         for i in range(len(groups)):
             if math.isfinite(floor[i]):
                 ax.hlines(floor[i], i - 0.45, i + 0.45, colors="black", linestyles="--", linewidth=1.2)
-            if math.isfinite(ceil[i]):
-                ax.hlines(ceil[i], i - 0.45, i + 0.45, colors="crimson", linestyles=":", linewidth=1.8)
         ax.set_xticks(x)
         ax.set_xticklabels(groups, rotation=20 if len(groups) > 4 else 0)
         ax.set_ylabel("mean episode return")
         ax.axhline(0.0, color="grey", linewidth=0.5)
 
     rnd = _first_finite([r["random"] for r in methods.values()])
-    orc = _first_finite([r["oracle"] for r in methods.values()])
     bars(
         axes[0],
         splits,
         [[methods[n]["splits"][s] for n in names] for s in splits],
         [rnd.get(s, math.nan) for s in splits],
-        [orc.get(s, math.nan) for s in splits],
+        [[methods[n]["oracle"][s] for n in names] for s in splits],
     )
     axes[0].set_title("zero-shot return per domain split (95% CI over seeds)")
     bars(
@@ -448,7 +499,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         [f"{d.domain}\n({d.split})" for d in domain_rows],
         [[d.per_method[n] for n in names] for d in domain_rows],
         [d.random for d in domain_rows],
-        [d.oracle for d in domain_rows],
+        [[methods[n]["oracle_domains"][d.domain] for n in names] for d in domain_rows],
     )
     axes[1].set_title("per domain")
     from matplotlib.lines import Line2D
@@ -456,7 +507,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     handles, _labels = axes[0].get_legend_handles_labels()
     handles += [
         Line2D([], [], color="black", linestyle="--", label="random floor"),
-        Line2D([], [], color="crimson", linestyle=":", label="oracle (target-trained)"),
+        Line2D([], [], color="crimson", linestyle=":", label="each method's oracle (target-trained)"),
     ]
     axes[0].legend(handles=handles, fontsize=8, loc="best")
 
@@ -495,6 +546,7 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
             },
             "random": {s: (v if math.isfinite(v) else None) for s, v in row["random"].items()},
             "oracle": {s: (v if math.isfinite(v) else None) for s, v in row["oracle"].items()},
+            "oracle_names": row["oracle_names"],
         }
     for d in summary["domains"]:
         out["domains"].append(
@@ -503,7 +555,7 @@ def summary_json(summary: dict[str, Any]) -> dict[str, Any]:
                 "split": d.split,
                 "difficulty": d.difficulty,
                 "random": d.random if math.isfinite(d.random) else None,
-                "oracle": d.oracle if math.isfinite(d.oracle) else None,
+                "oracle": {k: (v if math.isfinite(v) else None) for k, v in d.oracle.items()},
                 "methods": {m: _estimate_dict(e) for m, e in d.per_method.items()},
             }
         )

@@ -22,7 +22,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -87,7 +87,8 @@ class RunConfig:
     oracle: bool = True
     """also train oracles (the same agents on the target domains) as the transfer ceiling"""
     oracle_modes: tuple[str, ...] = ()
-    """modes that get an oracle (default: every mode); a method without one uses the first oracle of its algo"""
+    """modes that get an oracle (default: every mode; modes the run does not train are left out); a
+    method without one uses the first oracle of its algo"""
     oracle_seeds: tuple[int, ...] = ()
     """seeds of the oracles (default: the first of `seeds`)"""
     report: bool = True
@@ -138,8 +139,18 @@ class RunConfig:
                         unknown_name_message(f"mode of model_modes.{model}", mode, list(self.modes))
                     )
         for mode in self.oracle_modes:
-            if mode not in self.modes:
-                raise ConfigError(f"oracle mode {mode!r} is not one of the run's modes {list(self.modes)}")
+            MODES.get(mode)  # a typo is an error; a valid mode the run does not train is left out
+        if self.oracle and self.oracle_modes and not self.planned_oracle_modes:
+            raise ConfigError(
+                f"none of the oracle modes {list(self.oracle_modes)} is one of the run's modes "
+                f"{list(self.modes)}: add one to --oracle-modes, or --no-oracle"
+            )
+
+    @property
+    def planned_oracle_modes(self) -> tuple[str, ...]:
+        """The oracle modes this run trains: `oracle_modes` among `modes` (all modes if unset), so
+        `--modes frozen` on a preset with frozen and pixel oracles trains the frozen one."""
+        return tuple(m for m in self.oracle_modes if m in self.modes) if self.oracle_modes else self.modes
 
 
 # ----------------------------------------------------------------------------- stage bookkeeping
@@ -151,13 +162,16 @@ def _done_mtime(folder: Path) -> int | None:
 @dataclass(frozen=True)
 class StageJob:
     """One stage to run: `run` must be picklable (a module-level function's partial) to run in a
-    worker process; `is_done` only predicts the log line and runs in the main process."""
+    worker process; `is_done` only predicts the log line and runs in the main process, once the
+    stages in `needs` are finished."""
 
     stage: str
     label: str
     folder: Path
     is_done: Callable[[], bool]
     run: Callable[[], Path]
+    needs: tuple[Path, ...] = ()
+    """folders of the stages this one reads (they run first)"""
 
 
 def _timed_call(run: Callable[[], Path]) -> tuple[Path, float]:
@@ -191,10 +205,23 @@ class StageRunner:
         before = self._announce(stage, label, folder, is_done)
         return self._settle(stage, label, folder, before, functools.partial(_timed_call, run))
 
-    def run_many(self, jobs: list[StageJob], workers: int) -> list[Path]:
-        """Run independent stages, `workers` at a time in separate processes (1: in this one)."""
+    def run_graph(self, jobs: list[StageJob], workers: int) -> dict[Path, Path]:
+        """Run stages in dependency order, `workers` at a time in separate processes (1: in this one,
+        in list order). A stage starts as soon as the stages it needs are finished, so no core waits
+        at a barrier (pixel policies train while the vision models do). Returns folder -> result."""
+        names = {job.folder for job in jobs}
+        for i, job in enumerate(jobs):
+            earlier = {j.folder for j in jobs[:i]}
+            missing = [n for n in job.needs if n in names and n not in earlier]
+            if missing:
+                raise ConfigError(f"stage {job.label} needs {missing[0]}, which is planned after it")
+        results: dict[Path, Path] = {}
         if workers <= 1 or len(jobs) <= 1:
-            return [self(job.stage, job.label, job.folder, job.is_done, job.run) for job in jobs]
+            for job in jobs:
+                results[job.folder] = self(job.stage, job.label, job.folder, job.is_done, job.run)
+            return results
+        pending = list(jobs)
+        running: dict[Future[tuple[Path, float]], tuple[StageJob, int | None]] = {}
         level = logging.getLevelName(logging.getLogger("darla").getEffectiveLevel())
         pool = ProcessPoolExecutor(
             min(workers, len(jobs)),
@@ -203,29 +230,33 @@ class StageRunner:
             initargs=(str(level),),
         )
         try:
-            verb = f"queued ({min(workers, len(jobs))} at a time)"
-            befores = [self._announce(job.stage, job.label, job.folder, job.is_done, verb) for job in jobs]
-            futures = [pool.submit(_timed_call, job.run) for job in jobs]
-            paths = [
-                self._settle(job.stage, job.label, job.folder, before, future.result)
-                for job, before, future in zip(jobs, befores, futures)
-            ]
+            while pending or running:
+                for job in [j for j in pending if all(n in results or n not in names for n in j.needs)]:
+                    if len(running) >= workers:
+                        break
+                    pending.remove(job)
+                    before = self._announce(job.stage, job.label, job.folder, job.is_done)
+                    running[pool.submit(_timed_call, job.run)] = (job, before)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job, before = running.pop(future)
+                    results[job.folder] = self._settle(
+                        job.stage, job.label, job.folder, before, future.result
+                    )
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # stop queued stages; running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)  # running stages finish, nothing new starts
             raise
         pool.shutdown()
-        return paths
+        return results
 
-    def _announce(
-        self, stage: str, label: str, folder: Path, is_done: Callable[[], bool], verb: str = "running"
-    ) -> int | None:
+    def _announce(self, stage: str, label: str, folder: Path, is_done: Callable[[], bool]) -> int | None:
         before = _done_mtime(folder)
         try:
             expect_skip = before is not None and is_done()
         except Exception:  # a prediction only decides the log line; the stage itself decides
             expect_skip = False
         if not expect_skip:
-            logger.info("[%s] %s: %s", stage, label, verb)
+            logger.info("[%s] %s: running", stage, label)
         return before
 
     def _settle(
@@ -372,28 +403,36 @@ def run_all(cfg: RunConfig) -> Path:
     stage = StageRunner(out)
     started = time.perf_counter()
 
-    # 1. see: one vision model per name, if any mode needs one
-    see_dirs: dict[str, Path] = {}
-    if any(MODES.get(m).needs_vision for m in cfg.modes):
-        for model in see_order(cfg):
-            scfg = see_config(cfg, model)
-            see_dirs[model] = stage(
-                "see",
-                model,
-                scfg.folder,
-                functools.partial(_see_done, scfg),
-                functools.partial(run_see, scfg),
-            )
-
     jobs = cfg.jobs or num_cores()
     # threads=0 means all cores: with several jobs each gets its share, or their threads would spin
     share = max(1, num_cores() // jobs) if jobs > 1 else 0
     act_threads = cfg.act.threads or share
+    graph: list[StageJob] = []
+
+    # 1. see: one vision model per name (after the model its `base` names), if any mode needs one
+    see_dirs: dict[str, Path] = {}
+    if any(MODES.get(m).needs_vision for m in cfg.modes):
+        for model in see_order(cfg):
+            scfg = see_config(cfg, model)
+            scfg.threads = scfg.threads or share
+            base = _base_of(cfg, model)
+            see_dirs[model] = scfg.folder
+            graph.append(
+                StageJob(
+                    "see",
+                    model,
+                    scfg.folder,
+                    functools.partial(_see_done, scfg),
+                    functools.partial(run_see, scfg),
+                    needs=(see_dirs[base],) if base else (),
+                )
+            )
 
     def policy_job(kind: str, policy: Policy, root: Path, domains: tuple[str, ...]) -> StageJob:
+        see_dir = see_dirs[policy.model] if policy.model else None
         acfg = act_config(
             cfg,
-            see_dir=see_dirs[policy.model] if policy.model else None,
+            see_dir=see_dir,
             mode=policy.mode,
             algo=policy.algo,
             seed=policy.seed,
@@ -407,49 +446,54 @@ def run_all(cfg: RunConfig) -> Path:
             act_dir(acfg),
             functools.partial(_act_done, acfg),
             functools.partial(run_act, acfg),
+            needs=(see_dir,) if see_dir else (),
         )
 
     # 2. act: every policy, on the source domains; 3. oracles: the same kind of agent trained on the
-    # target domains. Independent of each other: one batch of jobs, logged as act / oracle.
+    # target domains. Stages without a vision model first (they can start at once), then oracles
+    # (every transfer of their kind waits for them), then the costliest modes, so that no long
+    # stage starts last.
     policies = plan_policies(cfg, cfg.modes, cfg.seeds)
     oracles: list[Policy] = []
     if cfg.oracle:
-        oracles = plan_policies(cfg, cfg.oracle_modes or cfg.modes, cfg.oracle_seeds or cfg.seeds[:1])
+        oracles = plan_policies(cfg, cfg.planned_oracle_modes, cfg.oracle_seeds or cfg.seeds[:1])
     target = tuple(family.splits["target"])
-    paths = stage.run_many(
-        [policy_job("act", p, out, ()) for p in policies]
-        + [policy_job("oracle", p, out / "oracle", target) for p in oracles],
-        jobs,
-    )
-    act_dirs = dict(zip(policies, paths[: len(policies)]))
-    oracle_dirs = dict(zip(oracles, paths[len(policies) :]))
+    act_jobs = {p: policy_job("act", p, out, ()) for p in policies}
+    oracle_jobs = {p: policy_job("oracle", p, out / "oracle", target) for p in oracles}
+
+    def priority(item: tuple[Policy, StageJob]) -> tuple[bool, bool, float]:
+        policy, job = item
+        return (policy.model is not None, job.stage != "oracle", -MODES.get(policy.mode).cost)
+
+    graph += [job for _, job in sorted([*oracle_jobs.items(), *act_jobs.items()], key=priority)]
+    oracle_dirs = {p: job.folder for p, job in oracle_jobs.items()}
 
     # 4. transfer: every policy, zero-shot, against the floor and its oracle
-    transfer_cfgs = [
-        dataclasses.replace(
-            cfg.transfer,
-            act=path,
-            out=out,
-            oracle=match_oracle(policy, oracle_dirs),
-            seed=cfg.seed,
-            threads=cfg.transfer.threads or share,
-        )
-        for policy, path in act_dirs.items()
-    ]
     with EnvPool() as pool:  # one set of evaluation envs for every transfer run in this process
-        transfer_jobs = [
-            StageJob(
-                "transfer",
-                policy.label,
-                transfer_dir(tcfg),
-                functools.partial(is_transfer_done, tcfg),
-                functools.partial(run_transfer, tcfg)
-                if jobs > 1
-                else functools.partial(run_transfer, tcfg, pool),
+        transfer_jobs = []
+        for policy, job in sorted(act_jobs.items(), key=priority):
+            tcfg = dataclasses.replace(
+                cfg.transfer,
+                act=job.folder,
+                out=out,
+                oracle=match_oracle(policy, oracle_dirs),
+                seed=cfg.seed,
+                threads=cfg.transfer.threads or share,
             )
-            for policy, tcfg in zip(act_dirs, transfer_cfgs)
-        ]
-        transfer_dirs = stage.run_many(transfer_jobs, jobs)
+            transfer_jobs.append(
+                StageJob(
+                    "transfer",
+                    policy.label,
+                    transfer_dir(tcfg),
+                    functools.partial(is_transfer_done, tcfg),
+                    functools.partial(run_transfer, tcfg)
+                    if jobs > 1
+                    else functools.partial(run_transfer, tcfg, pool),
+                    needs=(job.folder,) + ((tcfg.oracle,) if tcfg.oracle else ()),
+                )
+            )
+        done = stage.run_graph(graph + transfer_jobs, jobs)
+    transfer_dirs = [done[job.folder] for job in transfer_jobs]
 
     # 5. report: this run's policies only (stale folders of other configs are left out)
     if cfg.report:

@@ -460,6 +460,8 @@ class EnvPool:
                 seed=derive_seed(0, "transfer-vec"),
                 size=size,
                 vec=vec,
+                # every reset names its episode's domain: workers are not tied to one domain
+                domain_mode="per_episode",
                 max_episode_steps=max_episode_steps,
             )
         return self._envs[key]

@@ -107,9 +107,7 @@ class ValidateConfig:
             if not cls.generative:
                 raise ConfigError(f"model {name!r} has no decoder to train on sprites alone")
         for name in self.params:
-            if name not in self.models:
-                MODELS.get(name)
-                raise ConfigError(f"params given for model {name!r}, which is not in models {self.models}")
+            MODELS.get(name)  # a typo is an error; params of a model not selected are unused (presets)
             if not isinstance(self.params[name], dict):
                 raise ConfigError(
                     f"params.{name} must be a mapping of hyperparameters, got {self.params[name]!r}"

@@ -153,7 +153,7 @@ def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -
     pixels = mode == "pixels"
     extra: dict[str, Any] = {"size": 40} if pixels else {}
     if (algo, mode) == ("a2c", "frozen"):
-        extra["domain_mode"] = "per_episode"  # each reset draws a source domain
+        extra["domain_mode"] = "per_worker"  # worker i keeps domain i mod k (the default draws per episode)
     cfg = act_config(tmp_path, None if pixels else see_dir, algo, mode, **extra)
     before = file_hash(darla.vision.checkpoint_path(see_dir))
     folder = run_act(cfg)
@@ -167,7 +167,7 @@ def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -
     assert actions.shape == (len(obs),) and ((actions >= 0) & (actions < agent.n_actions)).all()
     np.testing.assert_array_equal(load_agent(folder).predict(obs), actions)
     assert agent.config.vision_hash == (None if pixels else before)
-    assert agent.config.domain_mode == extra.get("domain_mode", "per_worker")
+    assert agent.config.domain_mode == extra.get("domain_mode", "per_episode")
     assert file_hash(darla.vision.checkpoint_path(see_dir)) == before
 
 

@@ -184,6 +184,32 @@ def test_source_and_target_are_disjoint_combinations(family: str) -> None:
         assert new or {o.color for o in d.objects} - seen_colors, name
 
 
+@pytest.mark.parametrize("family", E.FAMILIES.names())
+def test_every_target_recombines_source_values(family: str) -> None:
+    """DARLA's premise: each target value (room, light, objects) was seen in some source."""
+    fam = E.get_family(family)
+    for name in fam.splits["target"]:
+        for factor, value in fam.domains[name].factors().items():
+            assert any(fam.domains[s].factors()[factor] == value for s in fam.splits["source"]), (
+                name,
+                factor,
+            )
+
+
+def test_check_splits_rejects_unseen_target_values_and_seen_only_ood() -> None:
+    a = DomainSpec("a")
+    b = a.replace(name="b", floor_tex="marble")
+    ab = a.replace(name="ab", wall_tex="marble", floor_tex="marble")
+    b_wall = a.replace(name="b_wall", wall_tex="marble")
+    lit = ab.replace(name="lit", light_color=(0.9, 0.5, 0.3))
+    domains = {d.name: d for d in (a, b, b_wall, ab, lit)}
+    check_splits(domains, {"source": ("a", "b", "b_wall"), "target": ("ab",), "ood": ("lit",)})
+    with pytest.raises(ConfigError, match=r"target domain 'lit' shows .*light.* no source domain has"):
+        check_splits(domains, {"source": ("a", "b", "b_wall"), "target": ("ab", "lit"), "ood": ()})
+    with pytest.raises(ConfigError, match="ood domain 'ab' only recombines values seen"):
+        check_splits(domains, {"source": ("a", "b", "b_wall"), "target": (), "ood": ("ab", "lit")})
+
+
 def test_object_sets_are_balanced() -> None:
     """SeekAvoid: within every domain good and bad differ in colour only."""
     fam = E.get_family("SeekAvoid")

@@ -138,6 +138,19 @@ def test_validate_rejects_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "did you mean 'vae'" in capsys.readouterr().err
     assert main(["validate", "--out", str(tmp_path), "--metrics", "migg"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+    assert (
+        main(["validate", "--out", str(tmp_path), "--models", "vae", "--params", "dc_ing={env: sprites}"])
+        == 2
+    )
+    assert "did you mean 'dc_ign'" in capsys.readouterr().err
+
+
+def test_validate_a_subset_of_the_preset_models() -> None:
+    """`darla validate --preset quick --models vae`: the preset's params for other models are unused."""
+    from darla.cli import load_command, parse_config
+
+    cfg, _ = parse_config(load_command(("validate",)), ["--preset", "quick", "--models", "vae", "beta_vae"])
+    assert cfg.models == ("vae", "beta_vae") and "iin" in cfg.params
 
 
 def test_score_see_dir_reads_the_env_and_skips_families_without_ground_truth(

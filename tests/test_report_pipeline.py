@@ -20,16 +20,28 @@ FAMILY = get_family("SeekAvoid")
 DOMAINS = [(d, s) for s in ("source", "target", "ood") for d in FAMILY.splits[s]]
 
 
-def _write(run: Path, name: str, vision: str, mode: str, seed: int, level: dict[str, float]) -> None:
-    """One policy's results.json: every episode of a split returns `level[split]` (+ seed offset)."""
+def _write(
+    run: Path,
+    name: str,
+    vision: str,
+    mode: str,
+    seed: int,
+    level: dict[str, float],
+    oracle: tuple[str, float] | None = None,
+) -> None:
+    """One policy's results.json: every episode of a split returns `level[split]` (+ seed offset);
+    `oracle` = (its folder, its return on every target episode), default an unnamed 8.0."""
+    oracle_dir, oracle_return = oracle or ("", 8.0)
     evals: dict[str, dict[str, dict[str, list[float]]]] = {"agent": {}, "random": {}, "oracle": {}}
     for domain, split in DOMAINS:
         value = level[split] + 0.1 * seed
         evals["agent"][domain] = {"returns": [value, value], "lengths": [10, 10]}
         evals["random"][domain] = {"returns": [-1.0, 0.0], "lengths": [10, 10]}
         if split == "target":
-            evals["oracle"][domain] = {"returns": [8.0, 8.0], "lengths": [10, 10]}
+            evals["oracle"][domain] = {"returns": [oracle_return] * 2, "lengths": [10, 10]}
     meta = {"env": "SeekAvoid", "vision": vision, "mode": mode, "algo": "ppo", "agent_seed": seed}
+    if oracle_dir:
+        meta["oracle"] = oracle_dir
     meta.update(episodes=2, eval_seed=0)
     results = build_results(FAMILY, DOMAINS, evals, meta)
     atomic_write_json(run / "transfer" / name / "ppo" / f"s{seed}" / "results.json", results)
@@ -73,8 +85,38 @@ def test_summary_numbers(run: Path) -> None:
     assert darla["oracle"]["target"] == pytest.approx(8.0)
     rows = {d.domain: d for d in s["domains"]}
     assert set(rows) == {d for d, _ in DOMAINS}
-    assert rows[FAMILY.splits["target"][0]].oracle == pytest.approx(8.0)
-    assert np.isnan(rows[FAMILY.splits["source"][0]].oracle)
+    assert rows[FAMILY.splits["target"][0]].oracle == pytest.approx({"oracle": 8.0})
+    assert np.isnan(rows[FAMILY.splits["source"][0]].oracle["oracle"])
+
+
+def test_each_method_is_measured_against_its_own_oracle(tmp_path: Path) -> None:
+    """A run with a frozen and a pixel oracle: two ceilings, each named, none averaged into the other."""
+    frozen_oracle = (str(tmp_path / "oracle" / "act" / "beta_vae_dae" / "ppo" / "s0"), 4.0)
+    pixel_oracle = (str(tmp_path / "oracle" / "act" / "pixels" / "ppo" / "s0"), 12.0)
+    for seed in range(2):
+        _write(
+            tmp_path,
+            "beta_vae_dae",
+            "beta_vae_dae",
+            "frozen",
+            seed,
+            {"source": 4, "target": 2, "ood": 1},
+            frozen_oracle,
+        )
+        _write(
+            tmp_path, "pixels", "pixels", "pixels", seed, {"source": 8, "target": 6, "ood": 1}, pixel_oracle
+        )
+    s = summarise(load_run(tmp_path), ReportConfig(run=tmp_path, reps=200))
+    assert s["methods"]["beta_vae_dae/frozen/ppo"]["oracle"]["target"] == pytest.approx(4.0)
+    assert s["methods"]["pixels/ppo"]["oracle_ratio"].point == pytest.approx(6.05 / 12.0)
+    assert {k: v["splits"]["target"] for k, v in s["oracles"].items()} == pytest.approx(
+        {"oracle beta_vae_dae/ppo": 4.0, "oracle pixels/ppo": 12.0}  # folder names: no config.yaml here
+    )
+    target = next(d for d in s["domains"] if d.split == "target")
+    assert target.oracle == pytest.approx({"oracle beta_vae_dae/ppo": 4.0, "oracle pixels/ppo": 12.0})
+    md = (write_report(ReportConfig(run=tmp_path, reps=200)) / "report.md").read_text()
+    assert "*oracle pixels/ppo (target-trained; ceiling of pixels/ppo)*" in md
+    assert "| oracle beta_vae_dae/ppo | oracle pixels/ppo |" in md
 
 
 def test_iqm_with_four_seeds_ignores_one_broken_seed(tmp_path: Path) -> None:
@@ -147,3 +189,11 @@ def test_ratio_above_the_random_floor(run: Path) -> None:
     assert s["methods"]["beta_vae_dae/frozen/ppo"]["normalized_transfer_ratio"].point == pytest.approx(
         3.6 / 4.6
     )
+
+
+def test_a_sampled_only_evaluation_is_labelled_as_such(tmp_path: Path) -> None:
+    _write(tmp_path, "pixels", "pixels", "pixels", 0, {"source": 8.0, "target": 2.0, "ood": 1.0})
+    path = tmp_path / "transfer" / "pixels" / "ppo" / "s0" / "results.json"
+    data = json.loads(path.read_text())
+    atomic_write_json(path, {**data, "deterministic": False})
+    assert [r.method for r in load_run(tmp_path)] == ["pixels/ppo (sampled)"]

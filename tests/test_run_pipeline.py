@@ -57,7 +57,8 @@ def test_run_end_to_end_killed_resumed_and_changed(
     out = tmp_path / "run"
     args = ["run", *TINY, "--out", str(out)]
 
-    # 1. killed during the second act run (the oracle): exit 130, the first act is finished
+    # 1. killed during the second act-stage run (the policy: its oracle trains first, as every
+    # transfer of its kind waits for it): exit 130, the oracle is finished
     real_run_act = act_mod.run_act
     calls: list[Any] = []
 
@@ -73,12 +74,13 @@ def test_run_end_to_end_killed_resumed_and_changed(
     first = _entries(out, 0)
     assert first == {
         ("see", "beta_vae"): "ran",
-        ("act", "beta_vae/frozen/ppo/s0"): "ran",
-        ("oracle", "beta_vae/frozen/ppo/s0"): "interrupted",
+        ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
+        ("act", "beta_vae/frozen/ppo/s0"): "interrupted",
     }
     act_dir = out / "act" / "beta_vae" / "ppo" / "s0"
+    oracle_dir = out / "oracle" / "act" / "beta_vae" / "ppo" / "s0"
     see_stamp = (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns
-    act_stamp = (act_dir / "DONE.json").stat().st_mtime_ns
+    oracle_stamp = (oracle_dir / "DONE.json").stat().st_mtime_ns
 
     # 2. re-run: finished stages are skipped, the rest runs, the report is written
     n = len(read_run_log(out))
@@ -87,12 +89,12 @@ def test_run_end_to_end_killed_resumed_and_changed(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert _entries(out, n) == {
         ("see", "beta_vae"): "skipped",
-        ("act", "beta_vae/frozen/ppo/s0"): "skipped",
-        ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
+        ("oracle", "beta_vae/frozen/ppo/s0"): "skipped",
+        ("act", "beta_vae/frozen/ppo/s0"): "ran",
         ("transfer", "beta_vae/frozen/ppo/s0"): "ran",
     }
     assert (out / "see" / "beta_vae" / "DONE.json").stat().st_mtime_ns == see_stamp
-    assert (act_dir / "DONE.json").stat().st_mtime_ns == act_stamp
+    assert (oracle_dir / "DONE.json").stat().st_mtime_ns == oracle_stamp
     assert [row["method"] for row in result["table"]] == ["beta_vae/frozen/ppo"]
     for key in ("report", "plot", "csv"):
         assert Path(result[key]).is_file()
@@ -164,13 +166,23 @@ def test_plan_and_oracle_matching() -> None:
     ]
 
 
+def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:
+    """`--modes frozen` on a preset with frozen and pixel oracles trains the frozen oracle only, and
+    with `--no-oracle` the oracle modes do not matter."""
+    both = {"modes": ["frozen"], "oracle_modes": ["frozen", "pixels"]}
+    assert from_dict(RunConfig, both).planned_oracle_modes == ("frozen",)
+    assert from_dict(RunConfig, {"modes": ["pixels"], "oracle_modes": ["frozen"], "oracle": False})
+    assert from_dict(RunConfig, {"modes": ["frozen", "pixels"]}).planned_oracle_modes == ("frozen", "pixels")
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({"modes": ["frozen", "pixles"]}, "did you mean 'pixels'"),
         ({"models": ["beta_vea"]}, "beta_vae"),
         ({"algos": ["ppo", "ppo"]}, "must not repeat"),
-        ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "oracle mode 'frozen'"),
+        ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "none of the oracle modes \\['frozen'\\]"),
+        ({"modes": ["pixels"], "oracle_modes": ["frozn"]}, "did you mean 'frozen'"),
         ({"env": "SeekAvoyd"}, "SeekAvoid"),
         ({"jobs": -1}, "jobs must be >= 0"),
         ({"act": {"timesteps": 0}}, "timesteps"),
@@ -245,3 +257,19 @@ def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:
     n = len(read_run_log(tmp_path / "two"))
     assert main([*base, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
     assert set(_entries(tmp_path / "two", n).values()) == {"skipped"}
+
+
+def test_parallel_stages_start_when_what_they_read_is_done(tmp_path: Path) -> None:
+    """With 2 jobs the pixel policy (which needs no vision model) trains while the vision model
+    does, and every transfer starts only after its own policy is trained."""
+    out = tmp_path / "graph"
+    args = ["run", *TINY, "--modes", "frozen", "pixels", "--see.size", "40", "--no-oracle", "--no-report"]
+    assert main([*args, "--out", str(out), "--jobs", "2"]) == 0
+    log = {(e["stage"], e["name"]): e for e in read_run_log(out)}
+    start = {key: e["time"] - e["seconds"] for key, e in log.items()}
+    end = {key: e["time"] for key, e in log.items()}
+    see = ("see", "beta_vae")
+    assert start[("act", "pixels/ppo/s0")] < end[see]
+    assert start[("act", "beta_vae/frozen/ppo/s0")] >= end[see]
+    for label in ("pixels/ppo/s0", "beta_vae/frozen/ppo/s0"):
+        assert start[("transfer", label)] >= end[("act", label)]

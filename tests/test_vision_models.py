@@ -103,6 +103,19 @@ def test_tc_is_near_zero_for_independent_latents() -> None:
 
 
 # ----------------------------------------------------------------------------- mechanics
+@pytest.mark.parametrize(("disc_lr", "expected"), [(None, 5e-4), (1e-4, 1e-4)])
+def test_factor_vae_discriminator_learns_at_the_vae_rate_unless_told(
+    disc_lr: float | None, expected: float
+) -> None:
+    """disentanglement_lib trains both at 1e-4: a raised VAE rate must not leave the TC estimate behind."""
+    from darla.vision.trainer import TrainConfig, Trainer
+
+    model = tiny("factor_vae", disc_lr=disc_lr)
+    trainer = Trainer(model, blobs(16), TrainConfig(steps=1, batch_size=8, lr=5e-4), threads=1)
+    assert trainer.optimizers["main"].param_groups[0]["lr"] == 5e-4
+    assert trainer.optimizers["discriminator"].param_groups[0]["lr"] == expected
+
+
 def test_factor_vae_discriminator_step_leaves_encoder_unchanged() -> None:
     model = tiny("factor_vae")
     opts = {

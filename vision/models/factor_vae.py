@@ -28,14 +28,16 @@ class FactorVAEConfig(ModelConfig):
     """Width of the discriminator MLP (paper: 1000)."""
     disc_layers: int = 6
     """Hidden layers of the discriminator MLP (paper: 6)."""
-    disc_lr: float = 1e-4
-    """Learning rate of the discriminator's Adam (betas 0.5, 0.9 as in the paper)."""
+    disc_lr: float | None = None
+    """Learning rate of the discriminator's Adam (betas 0.5, 0.9 as in the paper); None: the VAE's
+    (training) rate, as in disentanglement_lib (1e-4 for both), so that raising the VAE's rate
+    does not leave the discriminator's TC estimate behind the encoder."""
 
     def validate(self) -> None:
         super().validate()
-        if self.disc_hidden < 1 or self.disc_layers < 1 or self.disc_lr <= 0:
+        if self.disc_hidden < 1 or self.disc_layers < 1 or (self.disc_lr is not None and self.disc_lr <= 0):
             raise ConfigError(
-                "disc_hidden, disc_layers must be >= 1 and disc_lr > 0; got "
+                "disc_hidden, disc_layers must be >= 1 and disc_lr > 0 (or None); got "
                 f"{self.disc_hidden}, {self.disc_layers}, {self.disc_lr}"
             )
 
