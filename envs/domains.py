@@ -178,13 +178,13 @@ def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[s
                 raise ConfigError(f"{split} domain {name!r} repeats a source combination")
     # DARLA's premise: a target is a new combination of values the sources showed; a domain with a
     # value no source has tests something else (out of distribution) and belongs to `ood`
-    seen: dict[str, set[Any]] = {}
+    shown: dict[str, set[Any]] = {}
     for n in splits["source"]:
         for factor, value in domains[n].factors().items():
-            seen.setdefault(factor, set()).add(value)
+            shown.setdefault(factor, set()).add(value)
     for split in ("target", "ood"):
         for name in splits[split]:
-            unseen = {f: v for f, v in domains[name].factors().items() if v not in seen.get(f, set())}
+            unseen = {f: v for f, v in domains[name].factors().items() if v not in shown.get(f, set())}
             if split == "target" and unseen:
                 raise ConfigError(
                     f"target domain {name!r} shows {unseen} that no source domain has: a target must "
