@@ -10,7 +10,6 @@ mean (or the interquartile mean with >= 4 seeds) with a seeded stratified-bootst
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import logging
 import math
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from darla.artifacts import atomic_save, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
@@ -35,7 +33,7 @@ from darla.pipelines.stats import (
     ratio_ci,
     stratified_aggregate_ci,
 )
-from darla.pipelines.transfer import SAMPLED, SPLITS
+from darla.pipelines.transfer import SAMPLED, SPLITS, read_act_config
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +94,8 @@ class RunResult:
     seed: int
     path: Path
     data: dict[str, Any]
+    oracle_name: str | None = None
+    """`oracle_label` of the results file (read once, when the run is loaded)"""
 
     def domain_mean(self, domain: str, role: str = "agent") -> float:
         entry = self.data["domains"].get(domain, {}).get(role)
@@ -105,26 +105,24 @@ class RunResult:
         value = self.data["policies"].get(role, {}).get("split_means", {}).get(split)
         return float(value) if value is not None else math.nan
 
-    @property
-    def oracle_name(self) -> str | None:
-        """'oracle beta_vae_dae/ppo': the target-trained agent this policy is measured against
-        (a run can hold several: frozen policies against a frozen oracle, pixels against pixels)."""
-        if not self.data["policies"].get("oracle"):
-            return None
-        path = self.data.get("oracle")
-        if not path:
-            return "oracle"
-        return f"oracle {_oracle_method(Path(path))}"
 
-
-@functools.cache
-def _oracle_method(folder: Path) -> str:
-    """'beta_vae_dae/frozen/ppo' from the oracle's act config; its folder names when that is gone."""
+def oracle_label(data: dict[str, Any]) -> str | None:
+    """'oracle beta_vae_dae/frozen/ppo': the target-trained agent a results file measures its policy
+    against (a run can hold several: frozen policies against a frozen oracle, pixels against pixels),
+    named from the oracle's act config, or from its folder names when that is gone."""
+    if not data["policies"].get("oracle"):
+        return None
+    path = data.get("oracle")
+    if not path:
+        return "oracle"
+    folder = Path(path)
     try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
-        return method_label({k: cfg.get(k) for k in ("mode", "algo")} | {"vision": cfg.get("vision_model")})
-    except (OSError, AttributeError, yaml.YAMLError):
-        return f"{folder.parent.parent.name}/{folder.parent.name}"
+        cfg = read_act_config(folder)
+    except (ArtifactError, ConfigError):
+        return f"oracle {folder.parent.parent.name}/{folder.parent.name}"
+    return "oracle " + method_label(
+        {"mode": cfg.get("mode"), "algo": cfg.get("algo"), "vision": cfg.get("vision_model")}
+    )
 
 
 def method_label(data: dict[str, Any]) -> str:
@@ -163,13 +161,11 @@ def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunRe
         if not isinstance(data, dict) or "domains" not in data or "policies" not in data:
             raise ArtifactError(f"{path} is not a darla transfer results file")
         seed = int(data.get("agent_seed") or 0)
-        runs.append(RunResult(method_label(data), seed, path.parent, data))
+        oracle = oracle_label(data)
+        runs.append(RunResult(method_label(data), seed, path.parent, data, oracle))
         if SAMPLED in data["policies"]:
-            runs.append(
-                RunResult(
-                    method_label({**data, "deterministic": False}), seed, path.parent, sampled_view(data)
-                )
-            )
+            sampled = method_label({**data, "deterministic": False})
+            runs.append(RunResult(sampled, seed, path.parent, sampled_view(data), oracle))
     if not runs:
         raise ArtifactError(f"no transfer results under {root}")
     return runs

@@ -47,18 +47,24 @@ def _write(
     atomic_write_json(run / "transfer" / name / "ppo" / f"s{seed}" / "results.json", results)
 
 
+def _write_darla_and_pixels(
+    run: Path,
+    seeds: int,
+    darla: dict[str, float],
+    pixels: dict[str, float],
+    oracles: tuple[tuple[str, float] | None, tuple[str, float] | None] = (None, None),
+) -> None:
+    """A frozen beta_vae_dae and a pixels method over `seeds` seeds, at the given split levels."""
+    for seed in range(seeds):
+        _write(run, "beta_vae_dae", "beta_vae_dae", "frozen", seed, darla, oracles[0])
+        _write(run, "pixels", "pixels", "pixels", seed, pixels, oracles[1])
+
+
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
-    for seed in range(3):
-        _write(
-            tmp_path,
-            "beta_vae_dae",
-            "beta_vae_dae",
-            "frozen",
-            seed,
-            {"source": 4.0, "target": 3.0, "ood": 2.0},
-        )
-        _write(tmp_path, "pixels", "pixels", "pixels", seed, {"source": 8.0, "target": 2.0, "ood": 1.0})
+    _write_darla_and_pixels(
+        tmp_path, 3, {"source": 4.0, "target": 3.0, "ood": 2.0}, {"source": 8.0, "target": 2.0, "ood": 1.0}
+    )
     # an episode cache file must not be mistaken for a policy
     atomic_write_json(tmp_path / "transfer" / ".episodes" / "results.json", {"key": {}})
     return tmp_path
@@ -93,19 +99,13 @@ def test_each_method_is_measured_against_its_own_oracle(tmp_path: Path) -> None:
     """A run with a frozen and a pixel oracle: two ceilings, each named, none averaged into the other."""
     frozen_oracle = (str(tmp_path / "oracle" / "act" / "beta_vae_dae" / "ppo" / "s0"), 4.0)
     pixel_oracle = (str(tmp_path / "oracle" / "act" / "pixels" / "ppo" / "s0"), 12.0)
-    for seed in range(2):
-        _write(
-            tmp_path,
-            "beta_vae_dae",
-            "beta_vae_dae",
-            "frozen",
-            seed,
-            {"source": 4, "target": 2, "ood": 1},
-            frozen_oracle,
-        )
-        _write(
-            tmp_path, "pixels", "pixels", "pixels", seed, {"source": 8, "target": 6, "ood": 1}, pixel_oracle
-        )
+    _write_darla_and_pixels(
+        tmp_path,
+        2,
+        {"source": 4, "target": 2, "ood": 1},
+        {"source": 8, "target": 6, "ood": 1},
+        (frozen_oracle, pixel_oracle),
+    )
     s = summarise(load_run(tmp_path), ReportConfig(run=tmp_path, reps=200))
     assert s["methods"]["beta_vae_dae/frozen/ppo"]["oracle"]["target"] == pytest.approx(4.0)
     assert s["methods"]["pixels/ppo"]["oracle_ratio"].point == pytest.approx(6.05 / 12.0)
