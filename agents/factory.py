@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
@@ -30,7 +32,7 @@ from darla.config import merge
 from darla.errors import ConfigError
 from darla.registry import Registry, unknown_name_message
 
-from .features import EncoderExtractor, FrozenEncoderVecEnv, encode_batch
+from .features import EncoderExtractor, FrozenEncoderVecEnv, WorkerEncoder, encode_batch, is_feature_space
 
 if TYPE_CHECKING:
     from darla.vision import VisionModel
@@ -79,6 +81,10 @@ class Mode:
     def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
         raise NotImplementedError
 
+    def worker_wrapper(self, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+        """What wraps each env inside its worker (`make_vec_env(wrapper=...)`); None: nothing."""
+        return None
+
     def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
         return {}
 
@@ -107,7 +113,15 @@ class FrozenMode(Mode):
     policy = "MlpPolicy"
 
     def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
-        return FrozenEncoderVecEnv(venv, _require(vision, self.name))
+        vision = _require(vision, self.name)
+        if is_feature_space(venv.observation_space, vision):
+            return venv  # the workers already encode (worker_wrapper)
+        return FrozenEncoderVecEnv(venv, vision)
+
+    def worker_wrapper(self, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+        # in one process a batched pass beats per-env ones; with worker processes, encoding where
+        # the frames are made runs beside the envs on every core and keeps frames off the pipes
+        return WorkerEncoder(_require(vision, self.name)) if vec == "subproc" else None
 
     def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
         return encode_batch(_require(vision, self.name), frames)
@@ -240,6 +254,13 @@ def policy_kwargs(
 
 
 # ----------------------------------------------------------------------------- env + model
+def worker_wrapper(mode: str, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+    """The per-env wrapper `mode` wants inside the workers of a `vec` VecEnv (pass to make_vec_env)."""
+    from darla.envs.vec import resolve_vec
+
+    return MODES.get(mode).worker_wrapper(vision, resolve_vec(vec))
+
+
 def wrap_env(venv: VecEnv, mode: str, vision: VisionModel | None) -> VecEnv:
     """Episode statistics (for `rollout/ep_rew_mean`) then the mode's observation wrapper."""
     if not venv.env_is_wrapped(Monitor)[0]:

@@ -5,16 +5,21 @@ Two routes, because they trade speed for trainability:
 - `FrozenEncoderVecEnv` (DARLA): a VecEnv wrapper that encodes the whole batch of frames once per
   step under `torch.no_grad()` and hands the policy a float32 feature vector (MlpPolicy). The
   encoder is never part of the policy, so no optimiser, `policy.train()` or orthogonal init can touch
-  it, and its cost is one batched forward pass per step.
+  it, and its cost is one batched forward pass per step. With worker processes (`subproc`),
+  `WorkerEncoder` puts a copy of the frozen encoder in every worker instead (`EncodeFrames`): the
+  encoding then runs on the cores the envs use, in parallel with them, and only features cross
+  the pipe.
 - `EncoderExtractor` (DARLA_FT): the encoder inside the policy as a `BaseFeaturesExtractor`,
   differentiable through `model.features(x)`, trained end to end.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import TYPE_CHECKING
 
+import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -76,9 +81,7 @@ class FrozenEncoderVecEnv(VecEnvWrapper):
             raise ConfigError(f"FrozenEncoderVecEnv expects uint8 (H, W, 3) frames, got {space}")
         check_image_shape(encoder, tuple(space.shape))
         self.encoder = freeze(encoder)
-        dim = int(encoder.feature_dim)
-        obs_space = spaces.Box(low=-np.inf, high=np.inf, shape=(dim,), dtype=np.float32)
-        super().__init__(venv, observation_space=obs_space)
+        super().__init__(venv, observation_space=feature_space(encoder))
 
     def reset(self) -> np.ndarray:
         obs = self.venv.reset()
@@ -93,6 +96,49 @@ class FrozenEncoderVecEnv(VecEnvWrapper):
             for i, feat in zip(ended, encode_batch(self.encoder, terminal)):
                 infos[i]["terminal_observation"] = feat
         return feats, rewards, dones, infos
+
+
+def feature_space(encoder: VisionModel) -> spaces.Box:
+    return spaces.Box(low=-np.inf, high=np.inf, shape=(int(encoder.feature_dim),), dtype=np.float32)
+
+
+def is_feature_space(space: spaces.Space, encoder: VisionModel) -> bool:
+    """True when observations are already this encoder's features (encoded inside the workers)."""
+    return (
+        isinstance(space, spaces.Box)
+        and space.dtype == np.float32
+        and tuple(space.shape) == (int(encoder.feature_dim),)
+    )
+
+
+class EncodeFrames(gymnasium.ObservationWrapper):
+    """One env whose observations are the frozen encoder's features (terminal frames included,
+    since SubprocVecEnv's worker stores the wrapped env's last observation)."""
+
+    def __init__(self, env: gymnasium.Env, encoder: VisionModel) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
+            raise ConfigError(f"EncodeFrames expects uint8 (H, W, 3) frames, got {space}")
+        check_image_shape(encoder, tuple(space.shape))
+        self.encoder = freeze(encoder)
+        self.observation_space = feature_space(encoder)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return encode_batch(self.encoder, np.asarray(observation)[None])[0]
+
+
+class WorkerEncoder:
+    """Picklable env wrapper factory for `make_vec_env(wrapper=...)`: each worker process gets its
+    own CPU copy of the frozen encoder, run at `threads` torch threads (the workers share the cores)."""
+
+    def __init__(self, encoder: VisionModel, threads: int = 1) -> None:
+        self.encoder = freeze(copy.deepcopy(encoder).to("cpu"))
+        self.threads = threads
+
+    def __call__(self, env: gymnasium.Env) -> gymnasium.Env:
+        torch.set_num_threads(self.threads)  # called in the worker process, never in the trainer's
+        return EncodeFrames(env, self.encoder)
 
 
 class EncoderExtractor(BaseFeaturesExtractor):

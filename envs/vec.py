@@ -24,6 +24,12 @@ VEC_KINDS = ("dummy", "subproc", "auto")
 DOMAIN_MODES = ("per_worker", "per_episode")
 
 
+def resolve_vec(vec: str) -> Literal["dummy", "subproc"]:
+    """`auto` -> the kind `make_vec_env` builds (see its docstring)."""
+    check_choice("vec env kind", vec, list(VEC_KINDS))
+    return "subproc" if vec == "subproc" else "dummy"
+
+
 class DomainSchedule(gymnasium.Wrapper):
     """Draws the domain of every episode from `domains` with its own seeded generator, so the
     same seed gives the same domain sequence whatever the vectorisation."""
@@ -51,6 +57,7 @@ def _make_env(
     domain_mode: str,
     max_episode_steps: int | None,
     env_params: dict[str, Any],
+    wrapper: Callable[[gymnasium.Env], gymnasium.Env] | None = None,
 ) -> gymnasium.Env:
     """Build worker `index`'s env (module-level so SubprocVecEnv can pickle it)."""
     from darla.envs.family import get_family
@@ -63,7 +70,7 @@ def _make_env(
     )
     if domain_mode == "per_episode":
         env = DomainSchedule(env, domains, derive_seed(seed, "domains", index))
-    return env
+    return wrapper(env) if wrapper is not None else env
 
 
 def make_vec_env(
@@ -77,8 +84,12 @@ def make_vec_env(
     domain_mode: Literal["per_worker", "per_episode"] = "per_worker",
     max_episode_steps: int | None = None,
     env_params: dict[str, Any] | None = None,
+    wrapper: Callable[[gymnasium.Env], gymnasium.Env] | None = None,
 ) -> VecEnv:
     """An SB3 VecEnv of `n_envs` copies of `family` (observations uint8 (n, H, W, 3)).
+
+    `wrapper` (picklable) wraps each env where it lives, inside its worker process for `subproc`:
+    the frozen mode encodes frames there, so only feature vectors cross the pipe.
 
     per_worker: worker i always uses domains[i % len(domains)]; per_episode: every reset draws
     a domain (seeded per worker). Split names ("source") are expanded. info["domain"] is set.
@@ -99,7 +110,16 @@ def make_vec_env(
         raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
     fns: list[Callable[[], gymnasium.Env]] = [
         functools.partial(
-            _make_env, fam.name, names, i, seed, size, domain_mode, max_episode_steps, dict(env_params or {})
+            _make_env,
+            fam.name,
+            names,
+            i,
+            seed,
+            size,
+            domain_mode,
+            max_episode_steps,
+            dict(env_params or {}),
+            wrapper,
         )
         for i in range(n_envs)
     ]
@@ -113,6 +133,6 @@ def make_vec_env(
             shares,
             len(names),
         )
-    if vec == "subproc":
+    if resolve_vec(vec) == "subproc":
         return SubprocVecEnv(fns, start_method="forkserver")
     return DummyVecEnv(fns)

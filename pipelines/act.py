@@ -25,7 +25,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from darla.agents.agent import POLICY, Agent, agent_from_folder, load_agent
 from darla.agents.config import ActConfig
-from darla.agents.factory import MODES, build_model, load_model, resolve_hyperparams, wrap_env
+from darla.agents.factory import (
+    MODES,
+    build_model,
+    load_model,
+    resolve_hyperparams,
+    worker_wrapper,
+    wrap_env,
+)
 from darla.artifacts import (
     StageDir,
     atomic_save,
@@ -289,19 +296,24 @@ def make_env(
     seed: int,
     vec: Literal["auto", "dummy", "subproc"] | None = None,
     domain_mode: Literal["per_worker", "per_episode"] | None = None,
+    vision: VisionModel | None = None,
 ) -> VecEnv:
+    """The act env of `cfg` in its mode: frozen features come out of it (or, with `subproc`, of
+    its workers) once `wrap_env` has been applied."""
     from darla.envs import make_vec_env
 
     assert cfg.env is not None and cfg.size is not None
+    vec = vec or cfg.vec
     return make_vec_env(
         cfg.env,
         list(cfg.domains),
         n_envs,
         seed=seed,
         size=cfg.size,
-        vec=vec or cfg.vec,
+        vec=vec,
         domain_mode=domain_mode or cfg.domain_mode,
         max_episode_steps=cfg.max_episode_steps,
+        wrapper=worker_wrapper(cfg.mode, vision, vec),
     )
 
 
@@ -334,7 +346,9 @@ def run_act(cfg: ActConfig) -> Path:
         f", resuming at {resume_at}" if resume_at is not None else "",
     )
     venv = wrap_env(
-        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train")), cfg.mode, vision
+        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train"), vision=vision),
+        cfg.mode,
+        vision,
     )
     # one evaluation worker per source domain, so every domain gets the same number of episodes
     eval_env = wrap_env(

@@ -1,8 +1,10 @@
 """`darla bench act`: env steps/s of PPO on frozen features vs PPO on pixels, and the bare env.
 
-One run, same env, domains, n_envs and hyperparameters for both modes, for every vec env type asked
-(dummy: all workers in this process; subproc: one process per worker). The frozen encoder is a
-DARLA-architecture beta_vae built fresh (untrained: speed does not depend on the weights).
+One run, same env, domains, n_envs and hyperparameters for both modes, for every vec env type
+asked (dummy: all workers in this process, the frozen encoder batched over them; subproc: one
+process per worker, each with its own copy of the frozen encoder, as `darla act --vec subproc`
+trains). The frozen encoder is a DARLA-architecture beta_vae built fresh (untrained: speed does
+not depend on the weights).
 `ratio` = frozen / pixels (target >= 2); `env_ratio` = frozen / bare env (target >= 0.6, i.e. the
 encoder plus learning cost under 40% of the env's own throughput).
 """
@@ -18,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.agents.factory import build_model, resolve_hyperparams, wrap_env
+from darla.agents.factory import build_model, resolve_hyperparams, worker_wrapper, wrap_env
 from darla.cli import Command
 from darla.errors import ConfigError
 from darla.runtime import num_cores, setup_torch
@@ -66,7 +68,8 @@ class BenchActConfig:
             raise ConfigError("vecs: give at least one of dummy, subproc")
 
 
-def _make(cfg: BenchActConfig, vec: VecKind, domains: tuple[str, ...]) -> VecEnv:
+def _make(cfg: BenchActConfig, vec: VecKind, domains: tuple[str, ...], what: str, encoder: Any) -> VecEnv:
+    """The vec env of one setting, built as `darla act` builds it (frozen + subproc: the workers encode)."""
     from darla.envs import make_vec_env
 
     return make_vec_env(
@@ -77,6 +80,7 @@ def _make(cfg: BenchActConfig, vec: VecKind, domains: tuple[str, ...]) -> VecEnv
         size=cfg.size,
         vec=vec,
         domain_mode="per_episode",  # as `darla act` trains (any n_envs covers every domain)
+        wrapper=None if what == "bare" else worker_wrapper(what, encoder, vec),
     )
 
 
@@ -136,7 +140,9 @@ def run_bench(cfg: BenchActConfig) -> dict[str, Any]:
     hparams.pop("policy_kwargs", None)  # same (default) policy heads for both modes
     per_vec: dict[str, dict[str, Any]] = {}
     for vec in cfg.vecs:
-        settings = [_Setting(cfg, what, _make(cfg, vec, domains), hparams, encoder) for what in WHAT]
+        settings = [
+            _Setting(cfg, what, _make(cfg, vec, domains, what, encoder), hparams, encoder) for what in WHAT
+        ]
         try:
             walls: dict[str, list[float]] = {w: [] for w in WHAT}
             cpus: dict[str, list[float]] = {w: [] for w in WHAT}

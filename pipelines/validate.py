@@ -35,6 +35,7 @@ from darla.cli import Command
 from darla.config import config_hash, dump_yaml, to_dict
 from darla.errors import ConfigError
 from darla.runtime import setup_torch
+from darla.seeding import derive_seed, seed_everything
 from darla.vision.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "beta_vae": {"beta": 4.0},
     "beta_tcvae": {"beta": 6.0},
     "factor_vae": {"gamma": 35.0},
+    # MIG scores each factor's best unit: one unit per factor (the paper's pose units), not a block
+    "dc_ign": {"units_per_factor": 1},
 }
 
 
@@ -268,6 +271,9 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         logger.info("validate %s: done, reusing %s", name, stage.path)
         return dict(read_json(stage.file("scores.json")))
     stage.prepare()
+    # initial weights from the seed and the model's name alone: not from the process's random torch
+    # seed (the first model) or from the models trained before it in this run (the others)
+    seed_everything(derive_seed(cfg.seed, "init", name))
     model = build(name, image_shape=frames.shape[1:], **run.params)
 
     def score() -> dict[str, float]:

@@ -87,6 +87,38 @@ def test_frozen_wrapper_encodes_batch_and_terminal_observation(model: darla.visi
     assert parameter_hash(model) == before
 
 
+def test_subproc_workers_encode_frames_as_the_batched_wrapper_does(model: darla.vision.VisionModel) -> None:
+    """With worker processes the frozen mode encodes inside each worker; same features, terminal
+    frames included, and `wrap_env` does not encode twice."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from darla.agents.factory import worker_wrapper
+
+    assert (
+        worker_wrapper("frozen", model, "dummy") is None and worker_wrapper("frozen", model, "auto") is None
+    )
+    assert worker_wrapper("pixels", None, "subproc") is None
+    wrapper = worker_wrapper("frozen", model, "subproc")
+    assert wrapper is not None
+    before = parameter_hash(model)
+    sub = SubprocVecEnv([lambda: wrapper(CountEnv()) for _ in range(2)], start_method="fork")
+    try:
+        venv = wrap_env(sub, "frozen", model)
+        assert not isinstance(venv, FrozenEncoderVecEnv) and venv.observation_space.shape == (4,)
+        obs = venv.reset()
+        frames = [np.zeros((1, SIZE, SIZE, 3), np.uint8), np.full((1, SIZE, SIZE, 3), 30, np.uint8)]
+        first, final = (model.encode(f).numpy() for f in frames)
+        np.testing.assert_allclose(obs, np.repeat(first, 2, axis=0), rtol=1e-5, atol=1e-6)
+        for _ in range(3):
+            obs, _, dones, infos = venv.step(np.array([0, 1]))
+        assert dones.all()
+        for info in infos:
+            np.testing.assert_allclose(info["terminal_observation"], final[0], rtol=1e-5, atol=1e-6)
+    finally:
+        sub.close()
+    assert parameter_hash(model) == before
+
+
 def test_frozen_wrapper_refuses_image_size_mismatch(model: darla.vision.VisionModel) -> None:
     with pytest.raises(ConfigError, match=r"32x32x3.*64x64x3"):
         FrozenEncoderVecEnv(count_venv(1, size=64), model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,22 @@ def test_batch_types_follow_the_ratio_and_clamp_the_other_units() -> None:
         model(units_per_factor=2, factors=("x", "y", "size"), intrinsic=("color",), latent_dim=6)
 
 
+def test_without_intrinsic_factors_every_unit_belongs_to_a_block(caplog: pytest.LogCaptureFixture) -> None:
+    """A unit in no block is clamped in every batch and never learns (SeekAvoid's collapse)."""
+    m = model()  # no intrinsic factors: the factor blocks share all 6 units
+    units = [t.units for t in m.types]
+    assert units[0][0] == 0 and units[-1][1] == TINY["latent_dim"]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(units))  # contiguous, no gap
+    assert max(b - a for a, b in units) - min(b - a for a, b in units) <= 1
+    free = np.zeros(TINY["latent_dim"], bool)
+    for t in range(len(m.types)):
+        free |= ~m.clamp_mask(t).numpy()
+    assert free.all()
+    with caplog.at_level("WARNING"):
+        model(units_per_factor=1, factors=("x", "y"))
+    assert "clamped in every batch and never learn" in caplog.text
+
+
 def test_inactive_units_collapse_and_loss_decreases(tmp_path: Path) -> None:
     m = model(recon="gaussian")  # squared error: floor 0, so "lower" has a clear margin
     opts = {k: torch.optim.Adam(s.params, lr=3e-3) for k, s in m.optimizers().items()}
@@ -147,9 +164,18 @@ def test_tied_appearance_factors_form_one_batch_type() -> None:
     assert sampler.tied_groups() == [(0,)]
     sampler = OneFactorSampler((4, 4, 4, 2), np.array([[0, 0], [1, 1]]), [0, 3])
     assert sampler.tied_groups() == [(0, 3)] and not sampler.can_vary([0]) and sampler.can_vary([0, 3])
+    m = vision.build("dc_ign", image_shape=SHAPE, **{**TINY, "intrinsic": ("y",)})
+    assert isinstance(m, DCIGN)
+    m.set_ground_truth(Boxes(), np.array([[0, 0], [1, 1]]), [0, 3])
+    assert [t.name for t in m.types] == ["x", "color+size", "intrinsic"]
+    rows = m._sampler.sample(16, m.types[1].columns, np.random.default_rng(0))
+    assert {tuple(r) for r in rows[:, [0, 3]].tolist()} <= {(0, 0), (1, 1)}
+    # by default the appearance factors are the intrinsic block and each pose factor gets one unit
     m = vision.build("dc_ign", image_shape=SHAPE, **TINY)
     assert isinstance(m, DCIGN)
     m.set_ground_truth(Boxes(), np.array([[0, 0], [1, 1]]), [0, 3])
-    assert [t.name for t in m.types] == ["x", "y", "color+size"]
-    rows = m._sampler.sample(16, m.types[2].columns, np.random.default_rng(0))
-    assert {tuple(r) for r in rows[:, [0, 3]].tolist()} <= {(0, 0), (1, 1)}
+    assert [(t.name, t.columns, t.units) for t in m.types] == [
+        ("x", (1,), (0, 1)),
+        ("y", (2,), (1, 2)),
+        ("intrinsic", (0, 3), (2, TINY["latent_dim"])),
+    ]

@@ -106,6 +106,25 @@ def test_validate_smoke_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
     assert (root / "vae" / "DONE.json").stat().st_mtime_ns == before
 
 
+def test_a_validated_model_depends_on_the_seed_alone(tmp_path: Path) -> None:
+    """Same weights whether the model is trained alone or after another one (the first model used
+    to start from the process's random torch seed, the later ones from what ran before them)."""
+    import torch
+
+    from darla.vision import load
+
+    def train(out: Path, models: list[str]) -> dict[str, torch.Tensor]:
+        argv = ["validate", "--out", str(out), "--models", *models, "--params"]
+        argv += [f"{m}={json.dumps(TINY)}" for m in models]
+        argv += ["--frames", "256", "--train.steps", "2", "--train.batch-size", "8", "--metrics", "mig"]
+        assert main([*argv, "--point-scale", "0.01", "--threads", "1"]) == 0
+        return load(out / "validate" / "vae").state_dict()
+
+    alone, second = train(tmp_path / "a", ["vae"]), train(tmp_path / "b", ["beta_tcvae", "vae"])
+    assert alone.keys() == second.keys()
+    assert all(torch.equal(alone[k], second[k]) for k in alone)
+
+
 def test_validate_scores_along_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["validate", "--out", str(tmp_path), "--models", "vae", "--params", f"vae={json.dumps(TINY)}"]
     argv += [
