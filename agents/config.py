@@ -52,8 +52,9 @@ class ActConfig:
     n_envs: int = 4
     """vectorised env workers"""
     vec: Literal["auto", "dummy", "subproc"] = "auto"
-    """vec env type: dummy (one process), subproc (one process per worker) or auto (= dummy, the
-    faster at 64x64: see darla.envs.make_vec_env)"""
+    """vec env type: dummy (one process; frozen mode encodes the batch), subproc (one process per
+    worker, each encoding its own frames in frozen mode) or auto (= dummy, the faster at 64x64 on
+    2 cores: `darla bench act`)"""
     domain_mode: Literal["per_worker", "per_episode"] = "per_episode"
     """per_episode: each reset draws a source domain (balanced whatever n_envs); per_worker: worker i
     always uses domain i mod k (balanced only when n_envs is a multiple of k: with 4 envs over
