@@ -61,6 +61,14 @@ def freeze(model: VisionModel) -> VisionModel:
     return model
 
 
+def frozen_for_frames(encoder: VisionModel, space: spaces.Space, who: str) -> VisionModel:
+    """The frozen `encoder`, once `space` is shown to hold uint8 frames of the size it was trained on."""
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
+        raise ConfigError(f"{who} expects uint8 (H, W, 3) frames, got {space}")
+    check_image_shape(encoder, tuple(space.shape))
+    return freeze(encoder)
+
+
 def encode_batch(model: VisionModel, frames: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W, 3) -> float32 (n, feature_dim): one batched, gradient-free forward pass."""
     with torch.no_grad():
@@ -76,11 +84,7 @@ class FrozenEncoderVecEnv(VecEnvWrapper):
     """
 
     def __init__(self, venv: VecEnv, encoder: VisionModel) -> None:
-        space = venv.observation_space
-        if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
-            raise ConfigError(f"FrozenEncoderVecEnv expects uint8 (H, W, 3) frames, got {space}")
-        check_image_shape(encoder, tuple(space.shape))
-        self.encoder = freeze(encoder)
+        self.encoder = frozen_for_frames(encoder, venv.observation_space, type(self).__name__)
         super().__init__(venv, observation_space=feature_space(encoder))
 
     def reset(self) -> np.ndarray:
@@ -117,11 +121,7 @@ class EncodeFrames(gymnasium.ObservationWrapper):
 
     def __init__(self, env: gymnasium.Env, encoder: VisionModel) -> None:
         super().__init__(env)
-        space = env.observation_space
-        if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
-            raise ConfigError(f"EncodeFrames expects uint8 (H, W, 3) frames, got {space}")
-        check_image_shape(encoder, tuple(space.shape))
-        self.encoder = freeze(encoder)
+        self.encoder = frozen_for_frames(encoder, env.observation_space, type(self).__name__)
         self.observation_space = feature_space(encoder)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
@@ -133,7 +133,7 @@ class WorkerEncoder:
     own CPU copy of the frozen encoder, run at `threads` torch threads (the workers share the cores)."""
 
     def __init__(self, encoder: VisionModel, threads: int = 1) -> None:
-        self.encoder = freeze(copy.deepcopy(encoder).to("cpu"))
+        self.encoder = copy.deepcopy(encoder).to("cpu")  # EncodeFrames freezes it in the worker
         self.threads = threads
 
     def __call__(self, env: gymnasium.Env) -> gymnasium.Env:

@@ -12,12 +12,13 @@ in no block: the encoder went constant (0 active latents, held-out mse 548 after
 436 with this layout and 312 for a beta_vae). Without appearance factors (sprites), every factor
 gets a block and `units_per_factor: 0` splits all the units over them.
 
-A training batch is drawn from the ground-truth API with every factor fixed but one (or, for an intrinsic batch, with only the `intrinsic` factors
-varying). Before decoding, the units of the inactive factors are *clamped* to their batch mean,
-so the active block alone must explain the batch's variation; in the backward pass the clamped
-units' gradient is *replaced* by their difference from that mean (`ClampToMean`), nudging the
-encoder to give them the same value across the batch. Batch types are drawn in the ratio
-1 : 1 : ... : `intrinsic_ratio` (the slides' 1:1:1:10 for azimuth : elevation : light : intrinsic).
+A training batch is drawn from the ground-truth API with every factor fixed but one (or, for an
+intrinsic batch, with only the `intrinsic` factors varying). Before decoding, the units of the
+inactive factors are *clamped* to their batch mean, so the active block alone must explain the
+batch's variation; in the backward pass the clamped units' gradient is *replaced* by their
+difference from that mean (`ClampToMean`), nudging the encoder to give them the same value
+across the batch. Batch types are drawn in the ratio 1 : 1 : ... : `intrinsic_ratio` (the
+slides' 1:1:1:10 for azimuth : elevation : light : intrinsic).
 
 Appearance factors are restricted to the combinations shown by the allowed domains (default:
 the family's *source* split), so the target combinations stay unseen, as DARLA requires; pose
@@ -198,21 +199,16 @@ class DCIGN(FactorSource, GaussianVAE):
     def _block_sizes(self, factors: int, intrinsic: bool) -> list[int]:
         """Units of each factor block (the intrinsic block, if any, takes what is left)."""
         u = self.config.units_per_factor
-        if u == 0 and not intrinsic and factors:
-            if factors > self.latent_dim:
-                raise ConfigError(
-                    f"dc_ign: {factors} factors need {factors} latents, latent_dim is {self.latent_dim}"
-                )
-            share, extra = divmod(self.latent_dim, factors)
-            return [share + (k < extra) for k in range(factors)]
-        u = max(u, 1)
-        need = factors * u + int(intrinsic)
+        need = factors * max(u, 1) + int(intrinsic)  # at least one unit per block
         if need > self.latent_dim:
             raise ConfigError(
-                f"dc_ign: {factors} factors x {u} units{' + intrinsic units' if intrinsic else ''} "
+                f"dc_ign: {factors} factors x {max(u, 1)} units{' + intrinsic units' if intrinsic else ''} "
                 f"need {need} latents, latent_dim is {self.latent_dim}"
             )
-        return [u] * factors
+        if u == 0 and not intrinsic and factors:
+            share, extra = divmod(self.latent_dim, factors)
+            return [share + (k < extra) for k in range(factors)]
+        return [max(u, 1)] * factors
 
     def sample_batch(self, n: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
         """(batch type index drawn by weight, uint8 frames in which only that type's factors vary)."""
