@@ -1,7 +1,7 @@
 """`darla evaluate`: disentanglement metrics of a trained vision model on a ground-truth dataset.
 
     darla evaluate --see runs/exp1/see/beta_vae --dataset SeekAvoid --json
-    darla evaluate --see runs/v/validate/beta_tcvae --dataset sprites --metrics mig factor_vae
+    darla evaluate --see runs/v/validate/beta_tcvae/s0 --dataset sprites --metrics mig factor_vae
 
 The dataset is procedural dSprites (`sprites`) or an env family's own ground truth (room,
 objects, colours, pose), so a backbone trained on SeekAvoid is scored on SeekAvoid's factors.

@@ -5,10 +5,11 @@
 Each model is trained with disentanglement_lib's settings (10 latents, batch 64, Adam 1e-4,
 its conv architecture, Bernoulli likelihood) for a step budget that fits this machine, then
 scored with the FactorVAE metric and MIG (disentanglement_lib's point counts). Results land in
-`<out>/validate/`: one resumable folder per model (model.pt, scores.json, traversals.png,
-DONE.json) and a table (results.md / .csv / .json) next to the published values, plus a
-figure of latent traversals per model. With `score_every`, each model is also scored along
-training (curve.json per model, curves.png, a column of the table).
+`<out>/validate/`: one resumable folder per model and seed (`<model>/s<seed>/`: model.pt,
+scores.json, traversals.png, DONE.json) and a table (results.md / .csv / .json) of each
+model's mean over seeds with a 95% bootstrap CI, next to the published values (themselves means
+over seeds), plus a figure of latent traversals per model. With `score_every`, each model is
+also scored along training (curve.json per folder, curves.png, a column of the table).
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ class ValidateConfig:
     score_every: int = 0
     """Also score the model every N training steps (0: only at the end; a multiple of
     train.checkpoint_every): the curve shows whether a metric is still rising when training stops."""
-    seed: int = 0
-    """Seed of data order, initialisation and metrics."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds (each fixes data order, initialisation and the metrics' samples): every model is
+    trained once per seed, and the table and ordering check use means over seeds."""
+    seed_models: tuple[str, ...] = ()
+    """Models trained at every seed (empty: all); the others train at the first seed only, to
+    fit a budget (the ordering check needs seeds for vae, beta_tcvae and factor_vae)."""
     device: str = "auto"
     """Torch device: auto, cpu, cuda."""
     threads: int = 0
@@ -117,6 +122,12 @@ class ValidateConfig:
                 )
         for name in self.metrics:
             METRICS.get(name)
+        if not self.seeds:
+            raise ConfigError("seeds is empty: give at least one seed, e.g. --seeds 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct, got {list(self.seeds)}")
+        for name in self.seed_models:
+            MODELS.get(name)  # a typo is an error; a model not selected is unused (presets), like params
         from darla.vision.metrics import resolve_params
 
         resolve_params(self.metrics, self.metric_params, self.point_scale)
@@ -155,18 +166,29 @@ class ModelRun:
         return () if self.upstream_hash else ("upstream_hash",)
 
 
+def model_seeds(cfg: ValidateConfig, name: str) -> tuple[int, ...]:
+    """The seeds `name` trains at: all of them, or the first only when seed_models leaves it out."""
+    return cfg.seeds if not cfg.seed_models or name in cfg.seed_models else cfg.seeds[:1]
+
+
+def run_dir(root: Path, name: str, seed: int) -> Path:
+    return root / name / f"s{seed}"
+
+
 def base_name(cfg: ValidateConfig, name: str) -> str | None:
     """The validated model this one is built on, when its `base` names one (iin: base=beta_vae)."""
     base = cfg.params.get(name, {}).get("base")
     return base if isinstance(base, str) and base in cfg.models and base != name else None
 
 
-def model_params(cfg: ValidateConfig, name: str, root: Path | None = None) -> dict[str, Any]:
-    """Defaults, then the user's params; a `base` naming a validated model becomes its folder."""
+def model_params(cfg: ValidateConfig, name: str, root: Path | None = None, seed: int = 0) -> dict[str, Any]:
+    """Defaults, then the user's params; a `base` naming a validated model becomes its folder at
+    `seed` (or at the first seed, when the base model trains at that one only)."""
     params = {**DEFAULT_PARAMS.get(name, {}), **cfg.params.get(name, {}), "latent_dim": cfg.latent_dim}
     base = base_name(cfg, name)
     if base is not None and root is not None:
-        params["base"] = str(root / base)
+        base_seed = seed if seed in model_seeds(cfg, base) else cfg.seeds[0]
+        params["base"] = str(run_dir(root, base, base_seed))
     return params
 
 
@@ -242,8 +264,10 @@ def save_traversals(path: Path, panels: list[tuple[str, np.ndarray, list[str]]])
     atomic_write_bytes(path, buf.getvalue())
 
 
-def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Path) -> dict[str, Any]:
-    """Train (or resume) one model, score it, write its folder; skipped when already done."""
+def train_and_score(
+    cfg: ValidateConfig, name: str, seed: int, frames: np.ndarray, root: Path
+) -> dict[str, Any]:
+    """Train (or resume) one model at one seed, score it, write its folder; skipped when done."""
     from darla.envs.sprites import Sprites
     from darla.pipelines.evaluate import model_encoder
     from darla.vision import build
@@ -252,7 +276,7 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
     from darla.vision.metrics import evaluate
     from darla.vision.trainer import Trainer
 
-    params = model_params(cfg, name, root)
+    params = model_params(cfg, name, root, seed)
     upstream = checkpoint_path(params["base"]) if params.get("base") else None
     run = ModelRun(
         model=name,
@@ -263,17 +287,17 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
         metrics=cfg.metrics,
         point_scale=cfg.point_scale,
         metric_params=cfg.metric_params,
-        seed=cfg.seed,
+        seed=seed,
         upstream_hash=file_hash(upstream) if upstream is not None and upstream.is_file() else None,
     )
-    stage = StageDir(root / name, run)
+    stage = StageDir(run_dir(root, name, seed), run)
     if stage.is_done():
-        logger.info("validate %s: done, reusing %s", name, stage.path)
+        logger.info("validate %s seed %d: done, reusing %s", name, seed, stage.path)
         return dict(read_json(stage.file("scores.json")))
     stage.prepare()
     # initial weights from the seed and the model's name alone: not from the process's random torch
     # seed (the first model) or from the models trained before it in this run (the others)
-    seed_everything(derive_seed(cfg.seed, "init", name))
+    seed_everything(derive_seed(seed, "init", name))
     model = build(name, image_shape=frames.shape[1:], **run.params)
 
     def score() -> dict[str, float]:
@@ -281,7 +305,7 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
             model_encoder(model, model.image_shape),
             Sprites(),
             metrics=list(cfg.metrics),
-            seed=cfg.seed,
+            seed=seed,
             params=cfg.metric_params,
             point_scale=cfg.point_scale,
         )
@@ -291,20 +315,20 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
     def on_checkpoint(step: int) -> None:
         if cfg.score_every and step % cfg.score_every == 0:
             curve.add(step, score())
-            logger.info("validate %s step %d: %s", name, step, curve.points[-1])
+            logger.info("validate %s seed %d step %d: %s", name, seed, step, curve.points[-1])
 
     trainer = Trainer(
         model,
         frames,
         cfg.train,
-        seed=cfg.seed,
+        seed=seed,
         checkpoint=stage.file("model.pt"),
         resume_key=config_hash(run),
         tb_dir=stage.file("tb"),
         extra={"dataset": DATASET},
         device=cfg.device,
         threads=cfg.threads,
-        desc=f"validate {name}",
+        desc=f"validate {name} s{seed}",
         on_checkpoint=on_checkpoint,
     )
     result = trainer.fit()
@@ -313,10 +337,11 @@ def train_and_score(cfg: ValidateConfig, name: str, frames: np.ndarray, root: Pa
     scores = score()
     if cfg.score_every:
         curve.add(result.steps, scores)
-    grid, labels = traversal_image(model, frames, cfg.seed)
+    grid, labels = traversal_image(model, frames, seed)
     save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
     row = {
         "model": name,
+        "seed": seed,
         "params": {
             k: (base_name(cfg, name) or v) if k == "base" else v
             for k, v in run.params.items()
@@ -356,46 +381,126 @@ class Curve:
         self.points = [p for p in self.points if p["step"] <= step]
 
 
-def table_rows(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+MEANS = 10**9
+"""`iqm_min_runs` that keeps the plain mean: the published values are means over seeds"""
+
+
+def mean_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scores along training averaged over seeds, at the steps every seed was scored at."""
+    curves = [row.get("curve") or [] for row in rows]
+    steps = sorted(set.intersection(*(set(p["step"] for p in c) for c in curves))) if curves else []
     out = []
-    for row in rows:
+    for step in steps:
+        points = [next(p for p in c if p["step"] == step) for c in curves]
+        keys = set.intersection(*(set(p) for p in points)) - {"step"}
+        out.append({"step": step, **{k: float(np.mean([p[k] for p in points])) for k in sorted(keys)}})
+    return out
+
+
+def summarise(per_model: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One entry per model: the mean of each metric over its seeds, with a 95% bootstrap CI."""
+    from darla.pipelines.stats import bootstrap_mean_ci
+
+    out = []
+    for name, rows in per_model.items():
+        estimates = {
+            m: bootstrap_mean_ci([r["scores"].get(m, np.nan) for r in rows], iqm_min_runs=MEANS)
+            for m in metrics
+        }
+        out.append(
+            {
+                "model": name,
+                "seeds": [r["seed"] for r in rows],
+                "params": rows[0]["params"],
+                "steps": rows[0]["steps"],
+                "train_minutes": round(float(np.mean([r["train_minutes"] for r in rows])), 1),
+                "scores": {m: e.point for m, e in estimates.items()},
+                "ci": {m: e.as_dict() for m, e in estimates.items()},
+                "per_seed": {m: [r["scores"].get(m) for r in rows] for m in metrics},
+                "curve": mean_curve(rows),
+            }
+        )
+    return out
+
+
+def table_rows(summary: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    multi = any(len(s["seeds"]) > 1 for s in summary)
+    out = []
+    for entry in summary:
         flat: dict[str, Any] = {
-            "model": row["model"],
-            "params": ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "-",
-            "steps": row["steps"],
-            "train_min": row["train_minutes"],
+            "model": entry["model"],
+            "params": ", ".join(f"{k}={v}" for k, v in entry["params"].items()) or "-",
+            "seeds": len(entry["seeds"]),
+            "steps": entry["steps"],
+            "train_min": entry["train_minutes"],
         }
         for metric in metrics:
-            flat[metric] = round(float(row["scores"].get(metric, float("nan"))), 3)
-            flat[f"{metric} (published)"] = PUBLISHED.get(row["model"], {}).get(metric, "n/a")
-        curve = row.get("curve") or []
+            flat[metric] = round(float(entry["scores"].get(metric, float("nan"))), 3)
+            if multi:
+                ci = entry["ci"][metric]
+                flat[f"{metric} 95% CI"] = (
+                    f"[{ci['low']:.3f}, {ci['high']:.3f}]" if ci["low"] is not None else "-"
+                )
+            flat[f"{metric} (published)"] = PUBLISHED.get(entry["model"], {}).get(metric, "n/a")
+        if multi and "mig" in metrics:
+            flat["mig per seed"] = " ".join(f"{v:.3f}" for v in entry["per_seed"]["mig"])
+        curve = entry["curve"]
         if len(curve) > 1 and "mig" in metrics:
             flat["mig along training"] = " ".join(f"{p['mig']:.2f}" for p in curve)
         out.append(flat)
     return out
 
 
-def ordering(rows: list[dict[str, Any]]) -> dict[str, bool]:
-    """The published ordering on MIG: beta_tcvae and factor_vae above vae."""
-    mig = {r["model"]: r["scores"].get("mig") for r in rows}
-    if mig.get("vae") is None:
-        return {}
-    return {
-        f"{m}_above_vae_on_mig": bool(mig[m] > mig["vae"])
-        for m in ("beta_tcvae", "factor_vae")
-        if mig.get(m) is not None
-    }
+ORDERED_ABOVE_VAE = ("beta_tcvae", "factor_vae")
 
 
-def write_tables(root: Path, table: list[dict[str, Any]], checks: dict[str, bool]) -> None:
+def ordering(per_model: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, bool], dict[str, Any]]:
+    """The published ordering on MIG (beta_tcvae and factor_vae above vae), on means over seeds,
+    and each gap's 95% bootstrap CI (seeds resampled per model): a gap whose CI holds 0 is not
+    settled by these seeds."""
+    from darla.pipelines.stats import bootstrap_ci
+
+    def mig(name: str) -> np.ndarray:
+        return np.array([r["scores"].get("mig", np.nan) for r in per_model.get(name, [])], dtype=float)
+
+    vae = mig("vae")
+    if vae.size == 0 or not np.isfinite(vae).all():
+        return {}, {}
+    checks, gaps = {}, {}
+    for name in ORDERED_ABOVE_VAE:
+        other = mig(name)
+        if other.size == 0 or not np.isfinite(other).all():
+            continue
+        key = f"{name}_above_vae_on_mig"
+        checks[key] = bool(other.mean() > vae.mean())
+        gap = bootstrap_ci([other, vae], lambda s: float(s[0].mean() - s[1].mean()))
+        gaps[key] = gap.as_dict()
+    return checks, gaps
+
+
+def ordering_text(checks: dict[str, bool], gaps: dict[str, Any]) -> str:
+    """`beta_tcvae_above_vae_on_mig: yes (gap +0.050 [0.010, 0.090])`, per check."""
+    parts = []
+    for key, ok in checks.items():
+        gap = gaps.get(key, {})
+        text = f"{key}: {'yes' if ok else 'NO'}"
+        if gap.get("point") is not None:
+            text += f" (MIG gap {gap['point']:+.3f}"
+            if gap.get("low") is not None:
+                text += f", 95% CI [{gap['low']:+.3f}, {gap['high']:+.3f}]"
+            text += ")"
+        parts.append(text)
+    return "Published ordering (means over seeds): " + "; ".join(parts)
+
+
+def write_tables(
+    root: Path, table: list[dict[str, Any]], checks: dict[str, bool], gaps: dict[str, Any]
+) -> None:
     header = list(dict.fromkeys(k for r in table for k in r))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(r.get(h, "")) for h in header) + " |" for r in table]
     if checks:
-        lines += [
-            "",
-            "Published ordering: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()),
-        ]
+        lines += ["", ordering_text(checks, gaps)]
     atomic_write_text(root / "results.md", "\n".join(lines) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, restval="")
@@ -405,7 +510,7 @@ def write_tables(root: Path, table: list[dict[str, Any]], checks: dict[str, bool
 
 
 def save_curves(path: Path, rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> None:
-    """One panel per metric: each model's score against training steps."""
+    """One panel per metric: each model's score (mean over seeds) against training steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -429,33 +534,45 @@ def save_curves(path: Path, rows: list[dict[str, Any]], metrics: tuple[str, ...]
 
 def run(cfg: ValidateConfig) -> dict[str, Any]:
     from darla.vision import load
+    from darla.vision.checkpoint import base_order
 
     setup_torch(cfg.threads)
     root = cfg.out / "validate"
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "config.yaml", dump_yaml(cfg))
-    logger.info("rendering %s sprites", "all 737,280" if cfg.frames == 0 else f"{cfg.frames:,}")
-    frames = sprite_frames(cfg.frames, cfg.seed)
-    from darla.vision.checkpoint import base_order
-
     order = base_order({name: base_name(cfg, name) for name in cfg.models})
-    done = {name: train_and_score(cfg, name, frames, root) for name in order}
-    rows = [done[name] for name in cfg.models]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    frames: np.ndarray | None = None
+    for seed in cfg.seeds:  # seed by seed: the first seed's full table comes first
+        if frames is None or cfg.frames:  # a subset is drawn per seed; all combinations once
+            logger.info("rendering %s sprites", "all 737,280" if cfg.frames == 0 else f"{cfg.frames:,}")
+            frames = sprite_frames(cfg.frames, seed)
+        for name in order:
+            if seed in model_seeds(cfg, name):
+                done[name, seed] = train_and_score(cfg, name, seed, frames, root)
+    per_model = {name: [done[name, s] for s in model_seeds(cfg, name)] for name in cfg.models}
+    summary = summarise(per_model, cfg.metrics)
+    first = sprite_frames(cfg.frames, cfg.seeds[0]) if cfg.frames else frames
+    assert first is not None
     panels = []
-    for row in rows:
-        model = load(root / row["model"], device=cfg.device)
-        grid, labels = traversal_image(model, frames, cfg.seed)
-        mig = row["scores"].get("mig", float("nan"))
-        fvae = row["scores"].get("factor_vae", float("nan"))
-        panels.append((f"{row['model']}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
+    for entry in summary:
+        seed = entry["seeds"][0]
+        model = load(run_dir(root, entry["model"], seed), device=cfg.device)
+        grid, labels = traversal_image(model, first, seed)
+        mig = entry["scores"].get("mig", float("nan"))
+        fvae = entry["scores"].get("factor_vae", float("nan"))
+        panels.append((f"{entry['model']} s{seed}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
     save_traversals(root / "traversals.png", panels)
-    if any(len(row.get("curve") or []) > 1 for row in rows):
-        save_curves(root / "curves.png", rows, cfg.metrics)
-    table = table_rows(rows, cfg.metrics)
-    checks = ordering(rows)
-    write_tables(root, table, checks)
-    result = {"folder": str(root), "table": table, "ordering": checks}
-    atomic_write_json(root / "results.json", {**result, "config": to_dict(cfg), "rows": rows})
+    if any(len(entry["curve"]) > 1 for entry in summary):
+        save_curves(root / "curves.png", summary, cfg.metrics)
+    table = table_rows(summary, cfg.metrics)
+    checks, gaps = ordering(per_model)
+    write_tables(root, table, checks, gaps)
+    result = {"folder": str(root), "table": table, "ordering": checks, "ordering_gaps": gaps}
+    atomic_write_json(
+        root / "results.json",
+        {**result, "config": to_dict(cfg), "summary": summary, "rows": list(done.values())},
+    )
     return result
 
 

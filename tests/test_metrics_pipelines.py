@@ -88,22 +88,20 @@ def test_validate_smoke_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
     for name in ("results.md", "results.csv", "results.json", "traversals.png"):
         assert (root / name).is_file(), name
     for model in ("vae", "beta_tcvae"):
-        assert (root / model / "DONE.json").is_file() and (root / model / "model.pt").is_file()
+        assert (root / model / "s0" / "DONE.json").is_file() and (root / model / "s0" / "model.pt").is_file()
     assert [row["model"] for row in result["table"]] == ["vae", "beta_tcvae"]
     assert result["table"][1]["mig (published)"] == "~0.45"
     assert set(result["ordering"]) == {"beta_tcvae_above_vae_on_mig"}
     assert "| vae |" in (root / "results.md").read_text()
     # the trained model is scored by `darla evaluate` with the dataset read from its folder
-    assert (
-        main(["evaluate", "--see", str(root / "vae"), "--metrics", "mig", "--point-scale", "0.01", "--json"])
-        == 0
-    )
+    evaluate = ["evaluate", "--see", str(root / "vae" / "s0"), "--metrics", "mig", "--point-scale", "0.01"]
+    assert main([*evaluate, "--json"]) == 0
     assert last_json(capsys.readouterr().out)["dataset"] == "sprites"
     # a second run reuses the finished models
-    before = (root / "vae" / "DONE.json").stat().st_mtime_ns
+    before = (root / "vae" / "s0" / "DONE.json").stat().st_mtime_ns
     assert main(argv) == 0
     assert last_json(capsys.readouterr().out)["table"] == result["table"]
-    assert (root / "vae" / "DONE.json").stat().st_mtime_ns == before
+    assert (root / "vae" / "s0" / "DONE.json").stat().st_mtime_ns == before
 
 
 def test_a_validated_model_depends_on_the_seed_alone(tmp_path: Path) -> None:
@@ -118,11 +116,53 @@ def test_a_validated_model_depends_on_the_seed_alone(tmp_path: Path) -> None:
         argv += [f"{m}={json.dumps(TINY)}" for m in models]
         argv += ["--frames", "256", "--train.steps", "2", "--train.batch-size", "8", "--metrics", "mig"]
         assert main([*argv, "--point-scale", "0.01", "--threads", "1"]) == 0
-        return load(out / "validate" / "vae").state_dict()
+        return load(out / "validate" / "vae" / "s0").state_dict()
 
     alone, second = train(tmp_path / "a", ["vae"]), train(tmp_path / "b", ["beta_tcvae", "vae"])
     assert alone.keys() == second.keys()
     assert all(torch.equal(alone[k], second[k]) for k in alone)
+
+
+def test_validate_over_seeds_reports_means_and_reuses_finished_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--seeds 0 1`: a second seed adds folders without retraining the first; the table holds
+    the mean over seeds, the ordering compares means and gives the gap's CI."""
+    import torch
+
+    from darla.vision import load
+
+    argv = ["validate", "--out", str(tmp_path), "--models", "vae", "beta_tcvae", "--params"]
+    argv += [f"{m}={json.dumps(TINY)}" for m in ("vae", "beta_tcvae")]
+    argv += ["--frames", "256", "--train.steps", "2", "--train.batch-size", "8", "--metrics", "mig"]
+    argv += ["--point-scale", "0.01", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    root = tmp_path / "validate"
+    first = (root / "vae" / "s0" / "DONE.json").stat().st_mtime_ns
+    assert main([*argv, "--seeds", "0", "1", "--seed-models", "vae"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert (root / "vae" / "s0" / "DONE.json").stat().st_mtime_ns == first  # reused, not retrained
+    assert (root / "vae" / "s1" / "DONE.json").is_file()
+    assert not (root / "beta_tcvae" / "s1").exists()  # not in seed_models: first seed only
+    a, b = load(root / "vae" / "s0").state_dict(), load(root / "vae" / "s1").state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # each seed its own initialisation
+    per_seed = [
+        json.loads((root / "vae" / f"s{s}" / "scores.json").read_text())["scores"]["mig"] for s in (0, 1)
+    ]
+    vae_row, tc_row = result["table"]
+    assert vae_row["seeds"] == 2 and tc_row["seeds"] == 1
+    assert vae_row["mig"] == round(float(np.mean(per_seed)), 3)
+    assert vae_row["mig per seed"] == " ".join(f"{v:.3f}" for v in per_seed)
+    assert "mig 95% CI" in vae_row and tc_row["mig 95% CI"] == "-"  # one seed has no interval
+    gap = result["ordering_gaps"]["beta_tcvae_above_vae_on_mig"]
+    assert gap["low"] is None  # beta_tcvae has one seed: the gap's interval is undefined
+    assert "Published ordering (means over seeds)" in (root / "results.md").read_text()
+    # bad seed settings name the bad value
+    assert main([*argv, "--seeds", "0", "0"]) == 2
+    assert "seeds must be distinct" in capsys.readouterr().err
+    assert main([*argv, "--seed-models", "factor_vea"]) == 2
+    assert "did you mean 'factor_vae'" in capsys.readouterr().err
 
 
 def test_validate_scores_along_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
