@@ -259,22 +259,28 @@ def build_config(
     return from_dict(cls, data)
 
 
-def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
-    """(dotted name, type, default, doc) of every leaf field, nested dataclasses flattened."""
+def leaf_fields(cls: type, prefix: str = "", parent: Any = None) -> list[tuple[str, Any, Any, str]]:
+    """(dotted name, type, default, doc) of every leaf field, nested dataclasses flattened.
+
+    A nested field's default is read from its parent's default instance (`parent`), so a
+    factory such as validate's `train` (300k steps) shows its own values, not the class's."""
     out: list[tuple[str, Any, Any, str]] = []
     hints = _hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         inner, _ = strip_optional(tp)
-        if f.default is not dataclasses.MISSING:
+        if parent is not None:
+            default = getattr(parent, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
         if dataclasses.is_dataclass(inner) and isinstance(inner, type):
-            out.extend(leaf_fields(inner, prefix + f.name + "."))
+            nested = default if dataclasses.is_dataclass(default) else None
+            out.extend(leaf_fields(inner, prefix + f.name + ".", nested))
         else:
             out.append((prefix + f.name, tp, default, docs.get(f.name, "")))
     return out

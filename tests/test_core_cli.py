@@ -85,6 +85,18 @@ def test_help_shows_field_docstrings(demo, capsys):
     assert "training steps" in text and "--preset" in text and "--json" in text
 
 
+def test_help_shows_a_nested_fields_default_from_its_parents_factory():
+    """validate's `train` is TrainConfig(steps=300_000, ...): --help must say 300000, not the class's."""
+    from darla.config import leaf_fields
+    from darla.pipelines.validate import ValidateConfig
+    from darla.vision.trainer import TrainConfig
+
+    defaults = {name: default for name, _, default, _ in leaf_fields(ValidateConfig)}
+    assert defaults["train.steps"] == ValidateConfig().train.steps == 300_000
+    assert defaults["train.lr"] == 1e-4
+    assert defaults["train.batch_size"] == TrainConfig().batch_size  # unchanged fields keep the class's
+
+
 def test_bad_values_exit_2_with_a_clear_message(demo, capsys):
     assert main(["demo", "X", "--mode", "medium"]) == 2
     assert "'medium'" in capsys.readouterr().err
