@@ -179,3 +179,25 @@ def test_tied_appearance_factors_form_one_batch_type() -> None:
         ("y", (2,), (1, 2)),
         ("intrinsic", (0, 3), (2, TINY["latent_dim"])),
     ]
+
+
+def test_frames_ratio_mixes_in_the_trainers_own_frames_with_every_unit_free() -> None:
+    """`frames_ratio` trains on the see stage's frames at its share of steps, none of their units
+    clamped; at 0 (the paper's) every step is a pooled one-factor batch with clamped units."""
+
+    def frames_steps(m: DCIGN, steps: int) -> float:
+        opts = {k: torch.optim.Adam(s.params, lr=1e-3) for k, s in m.optimizers().items()}
+        m.train()
+        batch = torch.rand(8, 3, 32, 32)
+        # no clamped unit = no spread of clamped units: only a plain batch of the frames gives exactly 0
+        return float(
+            np.mean([float(m.train_step(batch, s, opts)["clamped_var"]) == 0.0 for s in range(steps)])
+        )
+
+    mixed = model(frames_ratio=2.0)
+    share = frames_steps(mixed, 300)
+    assert mixed.frames_share() == pytest.approx(2.0 / (2.0 + sum(t.weight for t in mixed.types)))
+    assert abs(share - mixed.frames_share()) < 0.1, (share, mixed.frames_share())
+    assert frames_steps(model(), 50) == 0.0
+    with pytest.raises(ConfigError, match="frames_ratio"):
+        model(frames_ratio=-1.0)

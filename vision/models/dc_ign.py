@@ -64,6 +64,11 @@ class DCIGNConfig(ModelConfig):
     else all latent units split evenly over the factors (no unit left without a gradient)."""
     intrinsic_ratio: float = 10.0
     """Weight of intrinsic batches relative to each factor's batches (slides: 1:1:1:10)."""
+    frames_ratio: float = 0.0
+    """Weight of plain batches of the training frames (the see stage's, no unit clamped) relative
+    to each factor's batches; 0: one-factor batches only, as in the paper. Rendered one-factor
+    scenes are not what an agent sees (SeekAvoid's: one good and one bad object, always in view,
+    agent near the centre), so an RL backbone also needs the task's own frames."""
     pool_batches: int = 128
     """One-factor batches rendered once and cycled during training."""
     seed: int = 0
@@ -71,10 +76,16 @@ class DCIGNConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.units_per_factor < 0 or self.pool_batches < 1 or self.intrinsic_ratio < 0:
+        if (
+            self.units_per_factor < 0
+            or self.pool_batches < 1
+            or self.intrinsic_ratio < 0
+            or self.frames_ratio < 0
+        ):
             raise ConfigError(
-                "dc_ign: units_per_factor >= 0, pool_batches >= 1 and intrinsic_ratio >= 0; got "
-                f"{self.units_per_factor}, {self.pool_batches}, {self.intrinsic_ratio}"
+                "dc_ign: units_per_factor >= 0, pool_batches >= 1, intrinsic_ratio >= 0 and frames_ratio "
+                f">= 0; got {self.units_per_factor}, {self.pool_batches}, {self.intrinsic_ratio}, "
+                f"{self.frames_ratio}"
             )
         overlap = set(self.factors) & set(self.intrinsic)
         if overlap:
@@ -223,6 +234,11 @@ class DCIGN(FactorSource, GaussianVAE):
         rng = make_rng(self.config.seed, "dc_ign", "pool")
         self._pool = [self.sample_batch(n, rng) for _ in range(self.config.pool_batches)]
 
+    def frames_share(self) -> float:
+        """Fraction of steps on plain batches of the training frames."""
+        r = self.config.frames_ratio
+        return r / (r + sum(t.weight for t in self.types)) if r > 0 else 0.0
+
     def clamp_mask(self, t: int, device: torch.device | None = None) -> torch.Tensor:
         """(latent_dim,) bool: True for the units clamped in a batch of type `t`."""
         start, stop = self.types[t].units
@@ -252,14 +268,20 @@ class DCIGN(FactorSource, GaussianVAE):
     def train_step(
         self, batch: torch.Tensor, step: int, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
-        """One step on a pooled one-factor batch of the trainer's batch size (`batch` sets the size)."""
+        """One step on a pooled one-factor batch of the trainer's batch size, or (at `frames_ratio`)
+        on the trainer's own `batch` with every unit free."""
         n = batch.shape[0]
         if not self._pool or self._pool[0][1].shape[0] != n:
             self._ensure_ground_truth()
             self._fill_pool(n)
-        i = int(torch.randint(len(self._pool), (1,)))  # global RNG: checkpointed by the trainer
-        t, frames = self._pool[i]
-        x = self.to_float(torch.from_numpy(frames), batch.device)
-        loss, terms = self.one_factor_loss(x, self.clamp_mask(t, x.device), step)
+        # global RNG below: checkpointed by the trainer, so a resumed run draws the same batches
+        if self.config.frames_ratio > 0 and float(torch.rand(())) < self.frames_share():
+            x = self.to_float(batch, batch.device)
+            mask = torch.zeros(self.latent_dim, dtype=torch.bool, device=x.device)
+        else:
+            t, frames = self._pool[int(torch.randint(len(self._pool), (1,)))]
+            x = self.to_float(torch.from_numpy(frames), batch.device)
+            mask = self.clamp_mask(t, x.device)
+        loss, terms = self.one_factor_loss(x, mask, step)
         apply_step(optimizers["main"], loss, terms, step)
         return terms
