@@ -48,7 +48,9 @@ class Boxes:
 
 def model(**params: object) -> DCIGN:
     torch.manual_seed(0)
-    m = vision.build("dc_ign", image_shape=SHAPE, **{**TINY, "pool_batches": 16, **params})
+    m = vision.build(
+        "dc_ign", image_shape=SHAPE, **{**TINY, "pool_batches": 16, "frames_ratio": 0.0, **params}
+    )
     assert isinstance(m, DCIGN)
     m.set_ground_truth(Boxes())
     return m
@@ -199,5 +201,6 @@ def test_frames_ratio_mixes_in_the_trainers_own_frames_with_every_unit_free() ->
     assert mixed.frames_share() == pytest.approx(2.0 / (2.0 + sum(t.weight for t in mixed.types)))
     assert abs(share - mixed.frames_share()) < 0.1, (share, mixed.frames_share())
     assert frames_steps(model(), 50) == 0.0
+    assert vision.build("dc_ign", image_shape=SHAPE, **TINY).config.frames_ratio == 15.0  # RL default
     with pytest.raises(ConfigError, match="frames_ratio"):
         model(frames_ratio=-1.0)
