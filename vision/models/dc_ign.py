@@ -70,7 +70,7 @@ class DCIGNConfig(ModelConfig):
     0: one-factor batches only, as in the paper. Rendered one-factor scenes are not what an agent
     sees (SeekAvoid's: one good and one bad object, always in view, agent near the centre): with 0,
     held-out mse on the see frames was 370 and PPO on the features stayed at the floor (source
-    0.49 over 3 seeds); with 15, mse 137 (beta_vae: 120) and source 5.15 (seed 0)."""
+    0.49 over 3 seeds); with 15, mse 137 (beta_vae: 120) and source 4.95 (3 seeds)."""
     pool_batches: int = 128
     """One-factor batches rendered once and cycled during training."""
     seed: int = 0
