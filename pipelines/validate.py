@@ -382,10 +382,6 @@ class Curve:
         self.points = [p for p in self.points if p["step"] <= step]
 
 
-MEANS = 10**9
-"""`iqm_min_runs` that keeps the plain mean: the published values are means over seeds"""
-
-
 def mean_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scores along training averaged over seeds, at the steps every seed was scored at."""
     curves = [row.get("curve") or [] for row in rows]
@@ -399,13 +395,17 @@ def mean_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarise(per_model: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One entry per model: the mean of each metric over its seeds, with a 95% bootstrap CI."""
-    from darla.pipelines.stats import bootstrap_mean_ci
+    """One entry per model: the mean of each metric over its seeds (the published values are
+    means, so never the IQM), with a 95% bootstrap CI."""
+    from darla.pipelines.stats import bootstrap_ci
 
     out = []
     for name, rows in per_model.items():
         estimates = {
-            m: bootstrap_mean_ci([r["scores"].get(m, np.nan) for r in rows], iqm_min_runs=MEANS)
+            m: bootstrap_ci(
+                np.array([r["scores"].get(m, np.nan) for r in rows], dtype=float),
+                lambda s: float(s[0].mean()),
+            )
             for m in metrics
         }
         out.append(
@@ -544,16 +544,17 @@ def run(cfg: ValidateConfig) -> dict[str, Any]:
     order = base_order({name: base_name(cfg, name) for name in cfg.models})
     done: dict[tuple[str, int], dict[str, Any]] = {}
     frames: np.ndarray | None = None
+    first: np.ndarray | None = None  # the first seed's frames, for the traversal figure
     for seed in cfg.seeds:  # seed by seed: the first seed's full table comes first
         if frames is None or cfg.frames:  # a subset is drawn per seed; all combinations once
             logger.info("rendering %s sprites", "all 737,280" if cfg.frames == 0 else f"{cfg.frames:,}")
             frames = sprite_frames(cfg.frames, seed)
+        first = frames if first is None else first
         for name in order:
             if seed in model_seeds(cfg, name):
                 done[name, seed] = train_and_score(cfg, name, seed, frames, root)
     per_model = {name: [done[name, s] for s in model_seeds(cfg, name)] for name in cfg.models}
     summary = summarise(per_model, cfg.metrics)
-    first = sprite_frames(cfg.frames, cfg.seeds[0]) if cfg.frames else frames
     assert first is not None
     panels = []
     for entry in summary:

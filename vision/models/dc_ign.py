@@ -18,7 +18,9 @@ inactive factors are *clamped* to their batch mean, so the active block alone mu
 batch's variation; in the backward pass the clamped units' gradient is *replaced* by their
 difference from that mean (`ClampToMean`), nudging the encoder to give them the same value
 across the batch. Batch types are drawn in the ratio 1 : 1 : ... : `intrinsic_ratio` (the
-slides' 1:1:1:10 for azimuth : elevation : light : intrinsic).
+slides' 1:1:1:10 for azimuth : elevation : light : intrinsic). Beside them, at `frames_ratio`,
+come plain batches of the trainer's own frames (the see stage's) with no unit clamped: rendered
+one-factor scenes are not what an agent sees, and an RL backbone must encode the agent's frames.
 
 Appearance factors are restricted to the combinations shown by the allowed domains (default:
 the family's *source* split), so the target combinations stay unseen, as DARLA requires; pose
