@@ -27,6 +27,7 @@ class ActConfig:
         "device",
         "threads",
         "progress",
+        "algo_hparams",  # merged into `hparams` by act before anything is hashed or written
     )
 
     see: Path | None = None
@@ -65,6 +66,10 @@ class ActConfig:
     """episode time limit (default: the env family's)"""
     hparams: dict[str, Any] = field(default_factory=dict)
     """algorithm hyperparameters overriding agents/hyperparams/<algo>.yaml (e.g. learning_rate=1e-4)"""
+    algo_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """per-algorithm defaults for presets ({algo: {name: value}}); `hparams` override them. Only the
+    chosen algo's entry is used (merged into hparams): what PPO takes is an error for DQN or MFEC,
+    so a preset that serves several algorithms keeps them apart"""
     eval_freq: int = 10_000
     """evaluate on the source domains every this many env steps (0: only at the end)"""
     eval_episodes: int = 10
@@ -106,3 +111,11 @@ class ActConfig:
             raise ConfigError(f"size must be >= 8 pixels, got {self.size}")
         if len(set(self.domains)) != len(self.domains):
             raise ConfigError(f"domains must not repeat, got {list(self.domains)}")
+        for algo, values in self.algo_hparams.items():
+            ALGOS.get(algo)  # a typo is an error; other algorithms' entries are unused (presets)
+            if not isinstance(values, dict):
+                raise ConfigError(f"algo_hparams.{algo} must be a mapping of hyperparameters, got {values!r}")
+
+    def effective_hparams(self, algo: str | None = None) -> dict[str, Any]:
+        """The preset defaults of `algo` (default: the chosen one), then the explicit overrides."""
+        return {**self.algo_hparams.get(algo or self.algo, {}), **self.hparams}

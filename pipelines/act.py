@@ -139,9 +139,9 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
     else:
         size = size or int((see or {}).get("size") or 64)
         updates.update(vision_model=None, vision_checkpoint=None, vision_hash=None)
-    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.hparams)
+    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams())
     resolved = dataclasses.replace(
-        cfg, env=family.name, domains=domains, size=size, hparams=hparams, **updates
+        cfg, env=family.name, domains=domains, size=size, hparams=hparams, algo_hparams={}, **updates
     )
     resolved.validate()
     return resolved, vision

@@ -108,6 +108,7 @@ class RunConfig:
 
     def validate(self) -> None:
         from darla.agents import ALGOS, MODES
+        from darla.agents.factory import check_hyperparams
         from darla.envs import get_family
         from darla.vision import MODELS
 
@@ -140,6 +141,8 @@ class RunConfig:
                     )
         for mode in self.oracle_modes:
             MODES.get(mode)  # a typo is an error; a valid mode the run does not train is left out
+        for algo in self.algos:  # before any stage runs, not when the first policy of `algo` starts
+            check_hyperparams(algo, self.act.effective_hparams(algo))
         if self.oracle and self.oracle_modes and not self.planned_oracle_modes:
             raise ConfigError(
                 f"none of the oracle modes {list(self.oracle_modes)} is one of the run's modes "

@@ -6,9 +6,11 @@ Each model is trained with disentanglement_lib's settings (10 latents, batch 64,
 its conv architecture, Bernoulli likelihood) for a step budget that fits this machine, then
 scored with the FactorVAE metric and MIG (disentanglement_lib's point counts). Results land in
 `<out>/validate/`: one resumable folder per model and seed (`<model>/s<seed>/`: model.pt,
-scores.json, traversals.png, DONE.json) and a table (results.md / .csv / .json) of each
+scores.json, traversals.png, mi.json, DONE.json) and a table (results.md / .csv / .json) of each
 model's mean over seeds with a 95% bootstrap CI, next to the published values (themselves means
-over seeds), plus a figure of latent traversals per model. With `score_every`, each model is
+over seeds), plus a figure of latent traversals per model and one of each model's normalised
+mutual information between latents and factors (`mi.png`: MIG reads the gap between the two
+brightest cells of a column). With `score_every`, each model is
 also scored along training (curve.json per folder, curves.png, a column of the table).
 """
 
@@ -36,7 +38,7 @@ from darla.cli import Command
 from darla.config import config_hash, dump_yaml, to_dict
 from darla.errors import ConfigError
 from darla.runtime import setup_torch
-from darla.seeding import derive_seed, seed_everything
+from darla.seeding import derive_seed, make_rng, seed_everything
 from darla.vision.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -340,6 +342,7 @@ def train_and_score(
         curve.add(result.steps, scores)
     grid, labels = traversal_image(model, frames, seed)
     save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
+    atomic_write_json(stage.file(MI_FILE), mi_table(cfg, model, seed, frames))
     row = {
         "model": name,
         "seed": seed,
@@ -360,6 +363,56 @@ def train_and_score(
     atomic_write_json(stage.file("scores.json"), row)
     stage.mark_done(scores=scores)
     return row
+
+
+MI_FILE = "mi.json"
+
+
+def mi_table(cfg: ValidateConfig, model: Any, seed: int, frames: np.ndarray) -> dict[str, Any]:
+    """Normalised MI of every latent with every factor, on MIG's own samples, latents by KL."""
+    import torch
+
+    from darla.envs.sprites import Sprites
+    from darla.pipelines.evaluate import model_encoder
+    from darla.vision.figures import latent_order
+    from darla.vision.metrics import Sampler, resolve_params
+    from darla.vision.metrics.mig import MIGParams, mi_matrix
+
+    params = resolve_params(["mig"], cfg.metric_params, cfg.point_scale)["mig"]
+    assert isinstance(params, MIGParams)
+    data = Sprites()
+    matrix = mi_matrix(Sampler(model_encoder(model, model.image_shape), data, seed=seed), params)
+    with torch.inference_mode():
+        pick = make_rng(seed, "validate", "mi").choice(len(frames), size=min(512, len(frames)), replace=False)
+        order, score, _ = latent_order(model, frames[pick])
+    return {
+        "factors": list(data.factor_names),
+        "latents": [int(d) for d in order],
+        "latent_score": [round(float(score[d]), 4) for d in order],
+        "matrix": [[round(float(v), 4) for v in matrix[d]] for d in order],
+    }
+
+
+def save_mi_figure(path: Path, panels: list[tuple[str, dict[str, Any]]]) -> None:
+    """One heat map per model: rows = latents (by KL), columns = factors, colour = MI / H(factor)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 3.6), squeeze=False)
+    image = None
+    for ax, (title, table) in zip(axes[0], panels):
+        image = ax.imshow(np.array(table["matrix"]), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(table["factors"])), table["factors"], rotation=60, fontsize=7)
+        ax.set_yticks(range(len(table["latents"])), [f"z{d}" for d in table["latents"]], fontsize=7)
+        ax.set_title(title, fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="MI / H(factor)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class Curve:
@@ -565,6 +618,13 @@ def run(cfg: ValidateConfig) -> dict[str, Any]:
         fvae = entry["scores"].get("factor_vae", float("nan"))
         panels.append((f"{entry['model']} s{seed}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
     save_traversals(root / "traversals.png", panels)
+    mi_panels = [
+        (f"{entry['model']} s{entry['seeds'][0]}", read_json(mi))
+        for entry in summary
+        if (mi := run_dir(root, entry["model"], entry["seeds"][0]) / MI_FILE).is_file()
+    ]
+    if mi_panels:  # folders finished before mi.json existed have none
+        save_mi_figure(root / "mi.png", mi_panels)
     if any(len(entry["curve"]) > 1 for entry in summary):
         save_curves(root / "curves.png", summary, cfg.metrics)
     table = table_rows(summary, cfg.metrics)

@@ -85,10 +85,21 @@ def test_validate_smoke_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
     assert main(argv) == 0
     result = last_json(capsys.readouterr().out)
     root = tmp_path / "validate"
-    for name in ("results.md", "results.csv", "results.json", "traversals.png"):
+    for name in ("results.md", "results.csv", "results.json", "traversals.png", "mi.png"):
         assert (root / name).is_file(), name
     for model in ("vae", "beta_tcvae"):
         assert (root / model / "s0" / "DONE.json").is_file() and (root / model / "s0" / "model.pt").is_file()
+    # the MI table: every latent (by KL) x every sprites factor, on MIG's samples (same MIG back)
+    mi = json.loads((root / "vae" / "s0" / "mi.json").read_text())
+    assert mi["factors"] == ["shape", "scale", "orientation", "posX", "posY"]
+    assert sorted(mi["latents"]) == list(range(10))  # validate's latent_dim, over the params'
+    assert mi["latent_score"] == sorted(mi["latent_score"], reverse=True)
+    table = np.array(mi["matrix"])
+    assert table.shape == (10, 5) and ((table >= 0) & (table <= 1)).all()
+    top = np.sort(table, axis=0)[::-1]
+    scores = json.loads((root / "vae" / "s0" / "scores.json").read_text())["scores"]
+    assert np.nanmean(top[0] - top[1]) == pytest.approx(scores["mig"], abs=1e-3)
+    assert top[0][3] == pytest.approx(scores["mig.top1.posX"], abs=1e-3)
     assert [row["model"] for row in result["table"]] == ["vae", "beta_tcvae"]
     assert result["table"][1]["mig (published)"] == "~0.45"
     assert set(result["ordering"]) == {"beta_tcvae_above_vae_on_mig"}

@@ -97,6 +97,7 @@ def test_random_codes_score_near_chance() -> None:
     assert scores["beta_vae"] <= chance + 0.02  # 5,000 eval points: std of chance ~0.006
     assert scores["factor_vae"] <= chance + 0.02
     assert scores["mig"] <= 0.05
+    assert max(v for k, v in scores.items() if k.startswith("mig.top1.")) <= 0.1
     assert scores["dci.disentanglement"] <= 0.2
     assert scores["sap"] <= 0.05
 
@@ -108,6 +109,7 @@ def test_duplicated_factor_has_no_mutual_information_gap() -> None:
 
     scores = evaluate(duplicate, DATA, ["mig"])
     assert scores["mig.posX"] <= 0.1
+    assert scores["mig.top1.posX"] >= 0.8  # encoded, twice: top-1 tells this from "not encoded"
     assert scores["mig.shape"] >= 0.9  # the other factors keep their gap
     codes = factors_of(
         DATA.sample_observations_from_factors(

@@ -192,6 +192,10 @@ def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:
             {"modes": ["frozen"], "model_modes": {"beta_vae_dae": ["pixels"]}},
             "mode of model_modes.beta_vae_dae",
         ),
+        # PPO's rollout length given to every algorithm: refused before any stage runs
+        ({"algos": ["ppo", "mfec"], "act": {"hparams": {"n_steps": 8}}}, "hyperparameter for mfec 'n_steps'"),
+        ({"act": {"algo_hparams": {"ppoo": {"n_steps": 8}}}}, "did you mean 'ppo'"),
+        ({"algos": ["dqn"], "act": {"algo_hparams": {"dqn": {"n_stepz": 8}}}}, "hyperparameter for dqn"),
     ],
 )
 def test_bad_run_configs_are_clear_errors(data: dict[str, Any], message: str) -> None:
@@ -212,6 +216,29 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     family = get_family("SeekAvoid")
     every_domain = {d for split in ("source", "target", "ood") for d in family.splits[split]}
     assert every_domain <= set(results["domains"])
+
+
+def test_every_zoo_model_and_learner_runs_on_the_smoke_preset(tmp_path: Path) -> None:
+    """The step-5 zoo (infogan, dc_ign, iin and scan on a beta_vae) and every learner (PPO, A2C, DQN,
+    MFEC) through `darla run --preset smoke`: the preset's per-algorithm hyperparameters keep PPO's
+    rollout settings away from the others."""
+    out = tmp_path / "zoo"
+    argv = [
+        "run", "--preset", "smoke", "--out", str(out), "--no-oracle", "--modes", "frozen",
+        "--see.params", "latent_dim=12",  # iin needs a unit per SeekAvoid factor (9)
+        "--see.model-params", "iin={base: beta_vae}", "scan={base: beta_vae}",
+    ]  # fmt: skip
+    assert main([*argv, "--models", "infogan", "dc_ign", "beta_vae", "iin", "scan"]) == 0
+    assert main([*argv, "--models", "beta_vae", "--algos", "a2c", "dqn", "mfec", "--no-report"]) == 0
+    methods = [f"{m}/ppo" for m in ("infogan", "dc_ign", "beta_vae", "iin", "scan")]
+    methods += [f"beta_vae/{a}" for a in ("a2c", "dqn", "mfec")]
+    for method in methods:
+        results = json.loads((out / "transfer" / method / "s0" / "results.json").read_text())
+        assert set(results["domains"]) >= {"marble_blueyellow", "brick_greenred"}, method
+    report = (out / "report" / "report.md").read_text()
+    assert all(f"{m}/frozen/ppo" in report for m in ("infogan", "dc_ign", "iin", "scan"))
+    recorded = load_yaml(out / "act" / "beta_vae" / "mfec" / "s0" / "config.yaml")
+    assert "n_steps" not in recorded["hparams"] and not recorded["algo_hparams"]  # merged, not kept
 
 
 def test_models_built_on_a_run_model_train_after_it(tmp_path: Path) -> None:
