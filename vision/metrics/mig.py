@@ -6,9 +6,9 @@ divided by the factor's entropy, is averaged over factors. Constant factors (ent
 left out of the mean.
 
 Beside the gap, `mig.top1.<factor>` is the largest normalised MI any single latent has with the
-factor: a low gap with a high top-1 means the factor is encoded twice (or rotated across
-latents), a low gap with a low top-1 means no latent holds much of it. `mi_matrix` gives the
-whole (latents x factors) table, for figures.
+factor: a low gap with a high top-1 means the factor is encoded twice, a low gap with a low top-1
+that no single latent holds much of it (it is absent, or spread over several latents, e.g. a
+rotated pair). `mi_matrix` gives the whole (latents x factors) table, for figures.
 """
 
 from __future__ import annotations
@@ -40,15 +40,19 @@ def normalised_mi(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) ->
     for constant factors."""
     mi = mutual_info_matrix(discretize(codes, num_bins), factors)
     h = np.array([entropy(factors[:, k]) for k in range(factors.shape[1])])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(h > 0, mi / np.where(h > 0, h, 1.0), np.nan)
+    return np.where(h > 0, mi / np.where(h > 0, h, 1.0), np.nan)
+
+
+def gap_and_top(mi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per factor of a normalised MI table: (top-1 minus top-2, top-1), each (K,)."""
+    top = np.sort(mi, axis=0)[::-1]
+    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
+    return top[0] - second, top[0]
 
 
 def mig_per_factor(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> np.ndarray:
     """Normalised MI gap of each factor, (K,); NaN for a constant factor."""
-    top = np.sort(normalised_mi(codes, factors, num_bins), axis=0)[::-1]
-    second = top[1] if len(top) > 1 else np.zeros_like(top[0])
-    return top[0] - second
+    return gap_and_top(normalised_mi(codes, factors, num_bins))[0]
 
 
 def mi_matrix(sampler: Sampler, params: MIGParams | None = None) -> np.ndarray:
@@ -60,11 +64,9 @@ def mi_matrix(sampler: Sampler, params: MIGParams | None = None) -> np.ndarray:
 
 @register_metric("mig", MIGParams, primary="mig")
 def mig_metric(sampler: Sampler, params: MIGParams) -> dict[str, float]:
-    mi = mi_matrix(sampler, params)
-    top = np.sort(mi, axis=0)[::-1]
-    per_factor = top[0] - (top[1] if len(top) > 1 else 0.0)
+    per_factor, top = gap_and_top(mi_matrix(sampler, params))
     out = {"mig": float(np.nanmean(per_factor))}
-    for name, value, best in zip(sampler.factor_names, per_factor, top[0]):
+    for name, value, best in zip(sampler.factor_names, per_factor, top):
         if np.isfinite(value):
             out[f"mig.{name}"] = float(value)
             out[f"mig.top1.{name}"] = float(best)
