@@ -9,7 +9,7 @@ import pytest
 
 from darla.envs.sprites import Sprites
 from darla.errors import ConfigError, TrainingError, UnknownNameError
-from darla.vision.metrics import evaluate, metric_names
+from darla.vision.metrics import METRICS, evaluate, metric_names
 from darla.vision.metrics.base import adapt_observations
 from darla.vision.metrics.mig import mig_per_factor
 
@@ -131,8 +131,11 @@ def test_every_metric_ignores_permutation_and_rescaling(transform: str) -> None:
         changed = lambda obs: entangled(obs)[:, perm]  # noqa: E731
     else:
         changed = lambda obs: entangled(obs) * scale + shift  # noqa: E731
-    base = evaluate(entangled, COARSE, seed=3, point_scale=0.2, params=FAST)
-    other = evaluate(changed, COARSE, seed=3, point_scale=0.2, params=FAST)
+    # coarse factors (2-4 values): with 20 bins every latent resolves all its factors and MIG is
+    # ~0; 5 bins keep the code entangled at the bin level, so the numbers compared are not trivial
+    params = {**FAST, "mig": {"num_bins": 5}, "modularity": {"num_bins": 5}}
+    base = evaluate(entangled, COARSE, seed=3, point_scale=0.2, params=params)
+    other = evaluate(changed, COARSE, seed=3, point_scale=0.2, params=params)
     assert base.keys() == other.keys() and set(metric_names()) <= {k.split(".")[0] for k in base} | {
         "modularity"
     }
@@ -206,3 +209,17 @@ def test_adapt_observations_to_a_model_shape() -> None:
     assert small.shape == (4, 32, 32, 3) and small.dtype == np.uint8
     with pytest.raises(ConfigError, match="integer downsampling"):
         adapt_observations(obs, (48, 48, 1))
+
+
+def test_point_scale_shrinks_point_counts_but_never_histogram_bins() -> None:
+    """`point_scale` draws fewer points; it must not change how a code is read. MIG's 20 bins once
+    shrank with it (4 bins at 0.2), which capped every latent's information at ln 4 nats."""
+    from darla.vision.metrics import resolve_params
+
+    scaled = resolve_params(["mig", "modularity", "sap"], {"mig": {"num_train": 10000}}, 0.2)
+    assert scaled["mig"] == METRICS.get("mig").params(num_train=10000, num_bins=20)
+    assert scaled["modularity"].num_bins == 20 and scaled["modularity"].num_train == 2000  # type: ignore[attr-defined]
+    assert scaled["sap"].num_train == 2000  # type: ignore[attr-defined]
+    # explicit counts at a small point_scale score exactly what they score at scale 1
+    small = evaluate(factors_of, DATA, ["mig"], point_scale=0.2, params={"mig": {"num_train": 10000}})
+    assert small == evaluate(factors_of, DATA, ["mig"], params={"mig": {"num_train": 10000}})

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -175,17 +175,28 @@ class Sampler:
 # ----------------------------------------------------------------------------- parameters
 @dataclass(frozen=True)
 class MetricParams:
-    """Base of every metric's parameters; fields named `num_*` are point counts."""
+    """Base of every metric's parameters; fields named `num_*` are point counts, except those in
+    `not_counts` (a histogram's bins say how a code is read, not how many points are drawn)."""
+
+    not_counts: ClassVar[frozenset[str]] = frozenset({"num_bins"})
+
+    def point_counts(self) -> list[str]:
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name.startswith("num_") and f.name not in self.not_counts
+        ]
 
     def scaled(self, scale: float, keep: Collection[str] = ()) -> MetricParams:
-        """The same parameters with every `num_*` count multiplied by `scale` (at least 2),
-        except the fields named in `keep` (counts a user set explicitly)."""
+        """The same parameters with every point count multiplied by `scale` (at least 2), except
+        the fields named in `keep` (counts a user set explicitly). Bins are never scaled: MIG on
+        20 bins and on 4 are different metrics (4 bins cap a latent's information at ln 4 nats)."""
         if scale == 1.0:
             return self
         changes = {
-            f.name: max(2, round(getattr(self, f.name) * scale))
-            for f in dataclasses.fields(self)
-            if f.name.startswith("num_") and f.name not in keep
+            name: max(2, round(getattr(self, name) * scale))
+            for name in self.point_counts()
+            if name not in keep
         }
         return dataclasses.replace(self, **changes)
 
