@@ -38,7 +38,7 @@ from darla.cli import Command
 from darla.config import config_hash, dump_yaml, to_dict
 from darla.errors import ConfigError
 from darla.runtime import setup_torch
-from darla.seeding import derive_seed, make_rng, seed_everything
+from darla.seeding import derive_seed, seed_everything
 from darla.vision.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -212,19 +212,28 @@ def sprite_frames(n: int, seed: int) -> np.ndarray:
     return frames
 
 
+def kl_ranking(model: Any, frames: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(512 seeded reference frames, latents ordered by KL on them, KL per latent): the row order
+    of both the traversal grid and the MI table."""
+    from darla.seeding import make_rng
+    from darla.vision.figures import latent_order
+
+    rng = make_rng(seed, "validate", "traversal")
+    reference = frames[rng.choice(len(frames), size=min(512, len(frames)), replace=False)]
+    order, score, _ = latent_order(model, reference)
+    return reference, order, score
+
+
 def traversal_image(
-    model: Any, frames: np.ndarray, seed: int, values: int = 7
+    model: Any, ranking: tuple[np.ndarray, np.ndarray, np.ndarray], values: int = 7
 ) -> tuple[np.ndarray, list[str]]:
     """Grey traversal grid (rows = latents by KL, columns = values in [-3, 3] for two seed images)."""
     import torch
 
-    from darla.seeding import make_rng
-    from darla.vision.figures import latent_order, tile
+    from darla.vision.figures import tile
 
-    rng = make_rng(seed, "validate", "traversal")
-    reference = frames[rng.choice(len(frames), size=min(512, len(frames)), replace=False)]
+    reference, order, score = ranking
     seeds = reference[:2]
-    order, score, _ = latent_order(model, reference)
     with torch.inference_mode():
         mu, _ = model.posterior(model.to_float(model.as_batch(seeds)))
         sweep = torch.linspace(-3.0, 3.0, values)
@@ -340,9 +349,10 @@ def train_and_score(
     scores = score()
     if cfg.score_every:
         curve.add(result.steps, scores)
-    grid, labels = traversal_image(model, frames, seed)
+    ranking = kl_ranking(model, frames, seed)
+    grid, labels = traversal_image(model, ranking)
     save_png(stage.file("traversals.png"), np.repeat(grid[..., None], 3, axis=2))
-    atomic_write_json(stage.file(MI_FILE), mi_table(cfg, model, seed, frames))
+    atomic_write_json(stage.file(MI_FILE), mi_table(cfg, model, seed, ranking))
     row = {
         "model": name,
         "seed": seed,
@@ -368,13 +378,13 @@ def train_and_score(
 MI_FILE = "mi.json"
 
 
-def mi_table(cfg: ValidateConfig, model: Any, seed: int, frames: np.ndarray) -> dict[str, Any]:
-    """Normalised MI of every latent with every factor, on MIG's own samples, latents by KL."""
-    import torch
-
+def mi_table(
+    cfg: ValidateConfig, model: Any, seed: int, ranking: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    """Normalised MI of every latent with every factor, on MIG's own samples, rows in the
+    traversal grid's order (`kl_ranking`)."""
     from darla.envs.sprites import Sprites
     from darla.pipelines.evaluate import model_encoder
-    from darla.vision.figures import latent_order
     from darla.vision.metrics import Sampler, resolve_params
     from darla.vision.metrics.mig import MIGParams, mi_matrix
 
@@ -382,9 +392,7 @@ def mi_table(cfg: ValidateConfig, model: Any, seed: int, frames: np.ndarray) -> 
     assert isinstance(params, MIGParams)
     data = Sprites()
     matrix = mi_matrix(Sampler(model_encoder(model, model.image_shape), data, seed=seed), params)
-    with torch.inference_mode():
-        pick = make_rng(seed, "validate", "mi").choice(len(frames), size=min(512, len(frames)), replace=False)
-        order, score, _ = latent_order(model, frames[pick])
+    _, order, score = ranking
     return {
         "factors": list(data.factor_names),
         "latents": [int(d) for d in order],
@@ -613,7 +621,7 @@ def run(cfg: ValidateConfig) -> dict[str, Any]:
     for entry in summary:
         seed = entry["seeds"][0]
         model = load(run_dir(root, entry["model"], seed), device=cfg.device)
-        grid, labels = traversal_image(model, first, seed)
+        grid, labels = traversal_image(model, kl_ranking(model, first, seed))
         mig = entry["scores"].get("mig", float("nan"))
         fvae = entry["scores"].get("factor_vae", float("nan"))
         panels.append((f"{entry['model']} s{seed}  (MIG {mig:.2f}, FactorVAE {fvae:.2f})", grid, labels))
