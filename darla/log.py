@@ -30,8 +30,9 @@ class _Progress(tqdm):
         super().__init__(*args, **kwargs)
         self._label = str(kwargs.get("desc") or "progress")
         self._unit = str(kwargs.get("unit") or "it")
-        self._count = 0
-        self._tenths = 1
+        # a resumed job starts at `initial`: its rate counts only the work done in this process
+        self._initial = self._count = int(kwargs.get("initial") or 0)
+        self._tenths = 1 + (self._count * 10 // int(self.total) if self.total else 0)
         self._start = time.perf_counter()
         self._postfix_text = ""
 
@@ -48,7 +49,7 @@ class _Progress(tqdm):
         self._count += int(n or 0)
         total = self.total or 0
         if total and self._count * 10 >= self._tenths * total:
-            rate = self._count / max(time.perf_counter() - self._start, 1e-9)
+            rate = (self._count - self._initial) / max(time.perf_counter() - self._start, 1e-9)
             logging.getLogger("darla.progress").info(
                 "%s: %d/%d (%.0f%%), %.1f %s/s%s",
                 self._label,
@@ -65,11 +66,25 @@ class _Progress(tqdm):
 
 
 def progress(
-    iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", unit: str = "it"
+    iterable: Iterable[T] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    initial: int = 0,
 ) -> tqdm:
-    """A tqdm bar on stderr; when stderr is not a terminal, log lines every 10% instead."""
+    """A tqdm bar on stderr; when stderr is not a terminal, log lines every 10% instead.
+
+    `initial`: work already done (a resumed run), shown in the count but not in the rate."""
     return _Progress(
-        iterable, total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True, file=sys.stderr
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        initial=initial,
+        disable=None,
+        dynamic_ncols=True,
+        file=sys.stderr,
     )
 
 

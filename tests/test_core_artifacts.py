@@ -80,3 +80,22 @@ def test_hidden_progress_bar_logs_every_tenth(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "darla.progress"]
     assert [line.split(" (")[0] for line in lines] == [f"train: {k}/50" for k in range(5, 51, 5)]
     assert lines[-1].startswith("train: 50/50 (100%)") and "loss=49" in lines[-1]
+
+
+def test_resumed_progress_bar_rates_only_this_process_work(caplog, monkeypatch):
+    """A run resumed at step 20 of 50 reports 30 steps in 10 s as 3 step/s, not 50 / 10 s or 20 / 0 s."""
+    import logging
+
+    import darla.log
+    from darla.log import progress
+
+    clock = iter([0.0] + [10.0] * 100)
+    monkeypatch.setattr(darla.log.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="darla.progress"):
+        bar = progress(total=50, desc="train", unit="step", initial=20)
+        for _ in range(30):
+            bar.update(1)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "darla.progress"]
+    assert [line.split(" (")[0] for line in lines] == [f"train: {k}/50" for k in range(25, 51, 5)]
+    assert ", 3.0 step/s" in lines[-1]

@@ -198,8 +198,7 @@ class Trainer:
         window: dict[str, torch.Tensor] = {}
         window_n = 0
         last: dict[str, float] = {}
-        bar = progress(total=cfg.steps, desc=f"see {self.desc}", unit="step")
-        bar.update(self.step)
+        bar = progress(total=cfg.steps, desc=f"see {self.desc}", unit="step", initial=self.step)
         try:
             while self.step < cfg.steps:
                 batch = self.next_batch()
