@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -98,10 +100,33 @@ class StageDir:
         atomic_write_text(self.path / CONFIG, dump_yaml(self.config))
 
     def mark_done(self, **extra: Any) -> None:
-        atomic_write_json(self.path / DONE, {"config_hash": self.hash, "finished_at": time.time(), **extra})
+        record = {"config_hash": self.hash, "finished_at": time.time(), "host": host_info(), **extra}
+        atomic_write_json(self.path / DONE, record)
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def host_info() -> dict[str, Any]:
+    """Where a stage ran. A seed fixes a result bit for bit only on one kind of CPU: torch picks its
+    kernels by instruction set (AVX2, AVX-512), which round differently, and training amplifies the
+    difference, so every finished folder names its CPU and torch build."""
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+    torch = sys.modules.get("torch")  # only when the stage used it: recording must not import it
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["torch_threads"] = torch.get_num_threads()
+    return info
 
 
 def is_done(path: str | Path) -> bool:

@@ -39,6 +39,20 @@ def test_stage_dir_done_only_for_the_same_config(tmp_path):
     assert read_stage_config(tmp_path / "s", Cfg) == Cfg(2)
 
 
+def test_a_finished_stage_names_the_host_it_ran_on(tmp_path):
+    """Bit-for-bit reproducibility holds per CPU kind, so the marker records CPU and torch build."""
+    import torch
+
+    stage = StageDir(tmp_path / "s", Cfg(1))
+    stage.prepare()
+    stage.mark_done()
+    host = json.loads((tmp_path / "s" / "DONE.json").read_text())["host"]
+    assert host["cpu"] and host["cores"] >= 1
+    assert host["torch"] == torch.__version__
+    assert host["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert host["torch_threads"] == torch.get_num_threads()
+
+
 def test_missing_or_foreign_stage_folders_are_clear_errors(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         read_stage_config(tmp_path / "nope", Cfg)
