@@ -120,7 +120,9 @@ def host_info() -> dict[str, Any]:
     """Where a stage ran. A seed fixes a result bit for bit only on one kind of CPU: torch picks its
     kernels by instruction set (AVX2, AVX-512), which round differently, and training amplifies the
     difference, so every finished folder names its CPU and torch build."""
-    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+    from darla.runtime import num_cores
+
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": num_cores(), "python": platform.python_version()}
     torch = sys.modules.get("torch")  # only when the stage used it: recording must not import it
     if torch is not None:
         info["torch"] = torch.__version__
