@@ -21,6 +21,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from darla.agents.factory import build_model, resolve_hyperparams, worker_wrapper, wrap_env
+from darla.artifacts import host_info
 from darla.cli import Command
 from darla.errors import ConfigError
 from darla.runtime import num_cores, setup_torch
@@ -176,6 +177,7 @@ def run_bench(cfg: BenchActConfig) -> dict[str, Any]:
         "rounds": cfg.rounds,
         "cores": num_cores(),
         "torch_threads": torch.get_num_threads(),
+        "host": host_info(),  # speed figures differ by CPU: say which one measured them
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "encoder": f"{cfg.vision} (untrained, DARLA architecture, {encoder.feature_dim} features)",
         "hparams": hparams,

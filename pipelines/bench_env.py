@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from darla.artifacts import host_info
 from darla.cli import Command
 from darla.errors import ConfigError
 
@@ -119,6 +120,7 @@ def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
         "collect_ratio": round(collect["workers_2"] / collect["workers_1"], 3),
         "collect_in_view_fraction": round(in_view, 3),
         "collect_frames": cfg.collect_frames,
+        "host": host_info(),
     }
     logger.info(
         "ratio %.2f (SeekAvoid/OneRoom), collect_ratio %.2f", result["ratio"], result["collect_ratio"]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from darla.artifacts import host_info
 from darla.cli import Command
 from darla.config import to_dict
 from darla.errors import ConfigError
@@ -170,6 +171,7 @@ def run_bench(cfg: BenchSeeConfig) -> dict[str, Any]:
         "encode_rounds": [round(v, 1) for v in encode_rates],
         "threads": torch.get_num_threads(),
         "cores": num_cores(),
+        "host": host_info(),
         "parameters": n_params,
         "config": to_dict(cfg),
     }

@@ -285,3 +285,4 @@ def test_bench_act_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["ratio"] == pytest.approx(result["frozen"] / result["pixels"], abs=0.01)
     assert result["env_ratio"] == pytest.approx(result["frozen"] / result["bare"], abs=0.01)
     assert result["per_vec"]["dummy"]["per_cpu_second"]["frozen"] > 0
+    assert result["host"]["cpu"] and result["host"]["torch_threads"] == result["torch_threads"]

@@ -161,3 +161,4 @@ def test_cli_bench_env_reports_ratios(capsys: pytest.CaptureFixture[str]) -> Non
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["ratio"] > 0 and result["collect_ratio"] > 0
     assert set(result["steps_per_s"]) == {"brick_greenred"} and result["oneroom_steps_per_s"] > 0
+    assert result["host"]["cores"] >= 1 and result["host"]["cpu"]

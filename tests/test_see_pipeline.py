@@ -218,3 +218,16 @@ def test_retraining_the_upstream_model_changes_the_stage_hash(
     assert config_hash(resolve(cfg)) == config_hash(first)  # same weights, same hash
     (upstream / "model.pt").write_bytes(b"weights v2")
     assert config_hash(resolve(cfg)) != config_hash(first)
+
+
+def test_cli_bench_see_reports_the_trainer_against_a_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "see", "--size", "32", "--batch-size", "8", "--steps", "2", "--warmup", "1"]
+    argv += ["--rounds", "1", "--encode-frames", "16", "--encode-batch", "8", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["trainer_images_per_s"] > 0 and result["plain_images_per_s"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["trainer_images_per_s"] / result["plain_images_per_s"], abs=0.01
+    )
+    assert result["encode_images_per_s"] > 0 and result["threads"] == 1
+    assert result["host"]["cpu"] and result["host"]["torch_threads"] == 1
