@@ -63,6 +63,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("run",): ("darla.pipelines.run:COMMAND", "see -> act -> transfer -> report, resumable"),
     ("report",): ("darla.pipelines.report:COMMAND", "tables, CIs and plots from a run folder"),
     ("evaluate",): ("darla.pipelines.evaluate:COMMAND", "disentanglement metrics of a trained vision model"),
+    ("probe",): (
+        "darla.pipelines.probe:COMMAND",
+        "linear probes: are the task's factors in a model's features, per domain",
+    ),
     ("validate",): (
         "darla.pipelines.validate:COMMAND",
         "train zoo models on sprites, compare with the literature",

@@ -187,6 +187,14 @@ class RoomGroundTruth:
         factors = self.sample_factors(n, rng)
         return factors, self.sample_observations_from_factors(factors, rng)
 
+    def sample_factors_in_domain(self, domain: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Random poses in one named domain's appearance (so a probe can compare domains)."""
+        spec = self.family.domain(domain)
+        factors = self.sample_factors(n, rng)
+        for i, f in enumerate(self.appearance):
+            factors[:, i] = f.values.index(f.get(spec))
+        return factors
+
     def spec_for(self, row: np.ndarray) -> DomainSpec:
         """The domain spec that the appearance part of a factor row describes."""
         data = {f.name: getattr(self.base, f.name) for f in dataclasses.fields(self.base)}

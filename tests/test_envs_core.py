@@ -294,6 +294,27 @@ def test_ground_truth_is_deterministic_and_honours_factors(family: str) -> None:
     gt.close()
 
 
+@pytest.mark.parametrize("domain", ["marble_blueyellow", "slime_blueyellow", "brick_greenred"])
+def test_ground_truth_samples_poses_in_one_domain(domain: str) -> None:
+    """`darla probe` compares domains on frames drawn this way: only the pose may vary."""
+    fam = E.get_family("SeekAvoid")
+    gt = fam.ground_truth(32)
+    factors = gt.sample_factors_in_domain(domain, 12, np.random.default_rng(0))
+    spec = fam.domains[domain]
+    for row in factors:
+        drawn = gt.spec_for(row)
+        assert (drawn.wall_tex, drawn.floor_tex, drawn.light_color) == (
+            spec.wall_tex,
+            spec.floor_tex,
+            spec.light_color,
+        )
+        assert (drawn.good.color, drawn.bad.color) == (spec.good.color, spec.bad.color)
+    poses = factors[:, len(gt.appearance) :]
+    assert len({tuple(r) for r in poses}) > 1  # the poses still vary
+    with pytest.raises(ConfigError, match="marble_blueyelow"):
+        gt.sample_factors_in_domain("marble_blueyelow", 2, np.random.default_rng(0))
+
+
 def test_ground_truth_labels_env_frames() -> None:
     fam = E.get_family("SeekAvoid")
     gt = fam.ground_truth(32)

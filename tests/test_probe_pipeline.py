@@ -1,0 +1,51 @@
+"""`darla probe`: linear probes of ground-truth factors from a frozen see model, per domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_see
+
+import darla.envs as E
+from darla.cli import main
+from darla.errors import ConfigError
+from darla.pipelines.probe import ProbeConfig, run
+
+
+@pytest.fixture(scope="module")
+def see_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tiny_see(tmp_path_factory.mktemp("probe_see")))
+
+
+def test_probe_scores_every_domain_and_fits_on_the_models_sources(
+    see_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["probe", "--see", str(see_dir), "--frames", "16", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    seen = yaml.safe_load((see_dir / "config.yaml").read_text())["domains"]
+    assert result["fit_domains"] == seen
+    family = E.get_family("SeekAvoid")
+    assert set(result["split"]) == set(family.domain_names())
+    for d in family.domain_names("target"):
+        assert result["split"][d] == "target"
+    for factor in ("good_bearing", "bad_bearing"):
+        per = result["accuracy"][factor]
+        assert set(per) == set(family.domain_names()) and all(0.0 <= a <= 1.0 for a in per.values())
+        assert set(result["summary"][factor]) == {"source", "target", "ood"}
+        assert result["chance"][factor] == pytest.approx(0.2)
+    on_disk = json.loads((see_dir / "probe.json").read_text())
+    assert on_disk["accuracy"] == result["accuracy"] and on_disk["config"]["frames"] == 16
+    assert (see_dir / "probe.png").stat().st_size > 0
+    # one seed, one answer
+    again = run(ProbeConfig(see=see_dir, frames=16, threads=1, out=see_dir / "again"))
+    assert again["accuracy"] == result["accuracy"]
+
+
+def test_probe_rejects_an_unknown_factor_naming_the_valid_ones(see_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"good_bearng.*good_bearing"):
+        run(ProbeConfig(see=see_dir, factors=("good_bearng",), frames=8, threads=1, out=tmp_path))
+    assert not (tmp_path / "probe.json").exists()
