@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from darla.artifacts import atomic_save, atomic_write_json
+from darla.artifacts import StageDir, atomic_save, atomic_write_json
 from darla.cli import Command
 from darla.config import load_yaml, to_dict
 from darla.errors import ArtifactError, ConfigError
@@ -77,6 +77,44 @@ def fit_probe(x: np.ndarray, y: np.ndarray) -> Any:
     from sklearn.preprocessing import StandardScaler
 
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+
+
+PROBE_FILE = "probe.json"
+
+
+def probe_dir(out: Path, model: str) -> Path:
+    """Where `darla run` keeps a vision model's probe: <run>/probe/<model>/."""
+    return Path(out) / "probe" / model
+
+
+def model_hash(see: Path) -> str:
+    from darla.artifacts import file_hash
+    from darla.vision import see_folder
+
+    return file_hash(see_folder(see) / "model.pt")
+
+
+def probe_stage(cfg: ProbeConfig) -> StageDir:
+    """The probe as a stage folder of `darla run`: its config names the model's weights by content,
+    so a retrained see stage makes the probe stale."""
+    if cfg.out is None:
+        raise ConfigError("a probe stage needs an out folder")
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "threads", "batch_size")}
+    return StageDir(cfg.out, {"probe": settings, "model_hash": model_hash(cfg.see)})
+
+
+def is_probe_done(cfg: ProbeConfig) -> bool:
+    return probe_stage(cfg).is_done()
+
+
+def run_stage(cfg: ProbeConfig) -> Path:
+    """Run the probe unless its folder is done with this config and these weights."""
+    stage = probe_stage(cfg)
+    if not stage.is_done():
+        stage.prepare()
+        run(cfg)
+        stage.mark_done()
+    return stage.path
 
 
 def run(cfg: ProbeConfig) -> dict[str, Any]:
@@ -148,11 +186,12 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         "summary": summary,
         "chance": chance,
         "seconds": round(time.perf_counter() - start, 1),
+        "model_hash": model_hash(cfg.see),
         "config": to_dict(cfg),
     }
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "probe.json", result)
     plot(result, out / "probe.png")
+    atomic_write_json(out / PROBE_FILE, result)  # last: a probe.json means the probe finished
     result["files"] = [str(out / "probe.json"), str(out / "probe.png")]
     return result
 

@@ -415,6 +415,7 @@ def markdown(summary: dict[str, Any], runs: list[RunResult], run_dir: Path, cfg:
             + " | ".join(d.per_method[m].format() for m in names)
             + " |"
         )
+    lines += probe_lines(run_dir)
     lines += [
         "",
         "![transfer](transfer.png)",
@@ -424,6 +425,35 @@ def markdown(summary: dict[str, Any], runs: list[RunResult], run_dir: Path, cfg:
         "",
     ]
     return "\n".join(lines)
+
+
+def probe_lines(run_dir: Path) -> list[str]:
+    """The run's `darla probe` results (<run>/probe/<model>/probe.json), one row per model x factor."""
+    files = sorted(Path(run_dir).glob("probe/*/probe.json"))
+    if not files:
+        return []
+    lines = [
+        "",
+        "## Features: what a linear probe reads from each vision model, per split",
+        "",
+        "Accuracy of a linear probe fitted on the model's source domains (ground-truth frames, "
+        "held-out source frames), scored on every target and ood domain (`probe/<model>/probe.png`). "
+        "A factor readable in the sources but not in a target is one the frozen features lose there.",
+        "",
+        "| model | factor | source | target | ood | chance | lowest domain |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in files:
+        data = read_json(path)
+        for factor, per in data["accuracy"].items():
+            summ = data["summary"][factor]
+            low = min(per, key=lambda d: per[d])
+            lines.append(
+                f"| {data['model']} | {factor} | "
+                + " | ".join(_num(summ.get(s, math.nan)) for s in SPLITS)
+                + f" | {_num(data['chance'][factor])} | {low} ({_num(per[low])}) |"
+            )
+    return lines
 
 
 def _first_finite(dicts: list[dict[str, float]]) -> dict[str, float]:

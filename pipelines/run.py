@@ -91,6 +91,9 @@ class RunConfig:
     method without one uses the first oracle of its algo"""
     oracle_seeds: tuple[int, ...] = ()
     """seeds of the oracles (default: the first of `seeds`)"""
+    probe_frames: int = 400
+    """frames per domain for `darla probe` of every vision model (linear probes of the objects'
+    bearings, fitted on the sources, scored per domain; in the report); 0: no probe"""
     report: bool = True
     """write the report at the end"""
     jobs: int = 1
@@ -122,6 +125,8 @@ class RunConfig:
                 raise ConfigError(f"run {name} must not repeat, got {list(values)}")
             for value in values:
                 registry.get(value)
+        if self.probe_frames < 0 or 0 < self.probe_frames < 8:
+            raise ConfigError(f"probe_frames must be 0 (no probe) or >= 8, got {self.probe_frames}")
         if self.jobs < 0:
             raise ConfigError(f"jobs must be >= 0 (0: one per core), got {self.jobs}")
         if not self.modes or not self.algos or not self.seeds:
@@ -431,6 +436,30 @@ def run_all(cfg: RunConfig) -> Path:
                 )
             )
 
+    # 1b. probe: can the task's factors be read from each model's features, per domain (cheap, no RL)
+    if cfg.probe_frames and family.name in _families_with_ground_truth():
+        from darla.pipelines.probe import ProbeConfig, is_probe_done, probe_dir, run_stage
+
+        for model, see_dir in see_dirs.items():
+            pcfg = ProbeConfig(
+                see=see_dir,
+                frames=cfg.probe_frames,
+                seed=cfg.seed,
+                out=probe_dir(out, model),
+                device=cfg.see.device,
+                threads=share or 0,
+            )
+            graph.append(
+                StageJob(
+                    "probe",
+                    model,
+                    probe_dir(out, model),
+                    functools.partial(is_probe_done, pcfg),
+                    functools.partial(run_stage, pcfg),
+                    needs=(see_dir,),
+                )
+            )
+
     def policy_job(kind: str, policy: Policy, root: Path, domains: tuple[str, ...]) -> StageJob:
         see_dir = see_dirs[policy.model] if policy.model else None
         acfg = act_config(
@@ -509,6 +538,13 @@ def run_all(cfg: RunConfig) -> Path:
         time.perf_counter() - started,
     )
     return out
+
+
+def _families_with_ground_truth() -> set[str]:
+    """Env families whose ground truth renders a chosen domain (what the probe needs)."""
+    from darla.envs import FAMILIES
+
+    return {name for name, fam in FAMILIES.items() if fam.ground_truth_factory is None}
 
 
 def _see_done(scfg: SeeConfig) -> bool:

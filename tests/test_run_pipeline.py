@@ -44,6 +44,7 @@ TINY = [
     "--transfer.n-envs", "1",
     "--transfer.vec", "dummy",
     "--transfer.device", "cpu",
+    "--probe-frames", "8",
 ]  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def test_run_end_to_end_killed_resumed_and_changed(
     first = _entries(out, 0)
     assert first == {
         ("see", "beta_vae"): "ran",
+        ("probe", "beta_vae"): "ran",
         ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
         ("act", "beta_vae/frozen/ppo/s0"): "interrupted",
     }
@@ -89,6 +91,7 @@ def test_run_end_to_end_killed_resumed_and_changed(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert _entries(out, n) == {
         ("see", "beta_vae"): "skipped",
+        ("probe", "beta_vae"): "skipped",
         ("oracle", "beta_vae/frozen/ppo/s0"): "skipped",
         ("act", "beta_vae/frozen/ppo/s0"): "ran",
         ("transfer", "beta_vae/frozen/ppo/s0"): "ran",
@@ -117,6 +120,7 @@ def test_run_end_to_end_killed_resumed_and_changed(
     assert main([*args, "--act.timesteps", "32"]) == 0
     assert _entries(out, n) == {
         ("see", "beta_vae"): "skipped",
+        ("probe", "beta_vae"): "skipped",
         ("act", "beta_vae/frozen/ppo/s0"): "ran",
         ("oracle", "beta_vae/frozen/ppo/s0"): "ran",
         ("transfer", "beta_vae/frozen/ppo/s0"): "ran",
@@ -128,7 +132,7 @@ def test_run_end_to_end_killed_resumed_and_changed(
     n = len(read_run_log(out))
     assert main([*args, "--act.timesteps", "32", "--see.train.steps", "3"]) == 0
     assert set(_entries(out, n).values()) == {"ran"}
-    assert len(_entries(out, n)) == 4
+    assert len(_entries(out, n)) == 5  # the probe too: it read the old weights
 
 
 def oracle_cfg_targets() -> tuple[str, ...]:
@@ -209,7 +213,8 @@ def test_smoke_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert Path(result["report"]).is_file() and result["table"]
     stages = {e["stage"] for e in read_run_log(tmp_path / "smoke")}
-    assert {"see", "act", "transfer"} <= stages
+    assert {"see", "probe", "act", "transfer"} <= stages
+    assert "## Features: what a linear probe reads" in Path(result["report"]).read_text()
     results = json.loads(next((tmp_path / "smoke" / "transfer").rglob("results.json")).read_text())
     from darla.envs import get_family
 
