@@ -64,6 +64,16 @@ def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically, then close it (pyplot keeps figures alive)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

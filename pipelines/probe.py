@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from darla.artifacts import StageDir, atomic_save, atomic_write_json
+from darla.artifacts import StageDir, atomic_save_figure, atomic_write_json
 from darla.cli import Command
 from darla.config import load_yaml, to_dict
 from darla.errors import ArtifactError, ConfigError
@@ -219,14 +219,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             )
     ax.set_title(f"{result['model']}: linear probe accuracy, fitted on its source domains")
     fig.tight_layout()
-
-    def writer(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        atomic_save(path, writer)
-    finally:
-        plt.close(fig)
+    atomic_save_figure(fig, path)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from darla.artifacts import atomic_save, atomic_write_json, atomic_write_text, read_json
+from darla.artifacts import atomic_save_figure, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
 from darla.errors import ArtifactError, ConfigError
 from darla.pipelines.stats import (
@@ -536,14 +536,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         Line2D([], [], color="crimson", linestyle=":", label="each method's oracle (target-trained)"),
     ]
     axes[0].legend(handles=handles, fontsize=8, loc="best")
-
-    def writer(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        atomic_save(path, writer)
-    finally:
-        plt.close(fig)
+    atomic_save_figure(fig, path)
 
 
 def _estimate_dict(e: Estimate) -> dict[str, Any]:
