@@ -277,8 +277,13 @@ def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:
     entries = _entries(tmp_path / "two", 0)
     assert entries == {
         ("see", "beta_vae"): "ran",
+        ("probe", "beta_vae"): "ran",
         **{(stage, f"beta_vae/frozen/ppo/s{s}"): "ran" for stage in ("act", "transfer") for s in (0, 1)},
     }
+    probes = [
+        json.loads((tmp_path / r / "probe" / "beta_vae" / "probe.json").read_text()) for r in ("one", "two")
+    ]
+    assert probes[0]["accuracy"] == probes[1]["accuracy"]
     for seed in ("s0", "s1"):
         one, two = (
             json.loads((tmp_path / run / "transfer" / "beta_vae" / "ppo" / seed / "results.json").read_text())
