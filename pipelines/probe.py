@@ -70,6 +70,12 @@ def source_domains(see_dir: Path, family: Any) -> tuple[str, ...]:
     return seen or family.domain_names("source")
 
 
+def can_probe(family: Any) -> bool:
+    """Whether the family's ground truth renders poses in a chosen domain (what the probe needs);
+    `darla run` skips the probe stage for a family that cannot."""
+    return hasattr(family.ground_truth(), "sample_factors_in_domain")
+
+
 def fit_probe(x: np.ndarray, y: np.ndarray) -> Any:
     """A multinomial logistic regression on standardised features (deterministic: lbfgs)."""
     from sklearn.linear_model import LogisticRegression
@@ -133,10 +139,10 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
             f"probe a model trained on an env family: {', '.join(darla.envs.FAMILIES.names())}"
         )
     family = darla.envs.get_family(env)
+    if not can_probe(family):
+        raise ConfigError(f"{env}'s ground truth cannot render a chosen domain; nothing to probe")
     model = load(cfg.see, device=cfg.device)
     gt = family.ground_truth(int(model.image_shape[0]))
-    if not hasattr(gt, "sample_factors_in_domain"):
-        raise ConfigError(f"{env}'s ground truth cannot render a chosen domain; nothing to probe")
     for name in cfg.factors:
         if name not in gt.factor_names:
             raise ConfigError(unknown_name_message("factor", name, list(gt.factor_names)))
@@ -169,7 +175,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     summary = {
         factor: {
             s: round(float(np.mean([a for d, a in per.items() if split[d] == s])), 4)
-            for s in ("source", "target", "ood")
+            for s in darla.envs.SPLITS
             if any(split[d] == s for d in per)
         }
         for factor, per in accuracy.items()

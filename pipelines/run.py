@@ -437,9 +437,9 @@ def run_all(cfg: RunConfig) -> Path:
             )
 
     # 1b. probe: can the task's factors be read from each model's features, per domain (cheap, no RL)
-    if cfg.probe_frames and family.name in _families_with_ground_truth():
-        from darla.pipelines.probe import ProbeConfig, is_probe_done, probe_dir, run_stage
+    from darla.pipelines.probe import ProbeConfig, can_probe, is_probe_done, probe_dir, run_stage
 
+    if cfg.probe_frames and can_probe(family):
         for model, see_dir in see_dirs.items():
             pcfg = ProbeConfig(
                 see=see_dir,
@@ -538,13 +538,6 @@ def run_all(cfg: RunConfig) -> Path:
         time.perf_counter() - started,
     )
     return out
-
-
-def _families_with_ground_truth() -> set[str]:
-    """Env families whose ground truth renders a chosen domain (what the probe needs)."""
-    from darla.envs import FAMILIES
-
-    return {name for name, fam in FAMILIES.items() if fam.ground_truth_factory is None}
 
 
 def _see_done(scfg: SeeConfig) -> bool:
