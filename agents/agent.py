@@ -19,6 +19,7 @@ from darla.runtime import resolve_device
 
 from .config import ActConfig
 from .factory import MODES, load_model
+from .features import Encoder, StandardizedEncoder
 
 if TYPE_CHECKING:
     from darla.vision import VisionModel
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLICY = "policy.zip"
+FEATURE_STATS = "feature_stats.npz"
+
+
+def uses_feature_norm(cfg: ActConfig) -> bool:
+    """True when the policy reads standardised frozen features (their statistics live in the folder)."""
+    return cfg.feature_norm != "none" and MODES.get(cfg.mode).frozen_features
+
+
+def with_feature_norm(cfg: ActConfig, folder: Path, vision: VisionModel) -> Encoder:
+    """The vision model as the policy reads it: standardised with the folder's statistics if asked."""
+    if not uses_feature_norm(cfg):
+        return vision
+    path = folder / FEATURE_STATS
+    if not path.is_file():
+        raise ArtifactError(
+            f"{folder}: the policy reads standardised features (feature_norm {cfg.feature_norm!r}) "
+            f"but {FEATURE_STATS} is missing; re-run act"
+        )
+    with np.load(path) as data:
+        return StandardizedEncoder(vision, data["mean"], data["std"])
 
 
 def locate_vision_checkpoint(cfg: ActConfig, act_dir: Path) -> Path:
@@ -57,7 +78,7 @@ class Agent:
     """A policy and the vision model it reads: `predict(uint8 frames) -> actions`."""
 
     def __init__(
-        self, config: ActConfig, model: BaseAlgorithm, vision: VisionModel | None, path: Path | None = None
+        self, config: ActConfig, model: BaseAlgorithm, vision: Encoder | None, path: Path | None = None
     ) -> None:
         self.config = config
         self.model = model
@@ -102,14 +123,14 @@ def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent
     if not (path / POLICY).is_file():
         raise ArtifactError(f"{path} holds no {POLICY}")
     dev = resolve_device(device)
-    vision: VisionModel | None = None
+    vision: Encoder | None = None
     checkpoint: str | None = None
     if MODES.get(cfg.mode).needs_vision:
         import darla.vision
 
         ckpt = locate_vision_checkpoint(cfg, path)
         checkpoint = str(ckpt)
-        vision = darla.vision.load(ckpt, device=dev)
+        vision = with_feature_norm(cfg, path, darla.vision.load(ckpt, device=dev))
     model = load_model(
         path / POLICY, cfg.algo, cfg.mode, cfg.hparams, vision_checkpoint=checkpoint, device=dev
     )

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from darla.errors import ConfigError
+from darla.registry import unknown_name_message
+
+FEATURE_NORMS = ("none", "standardize")
 
 
 @dataclass
@@ -29,6 +32,7 @@ class ActConfig:
         "progress",
         "algo_hparams",  # merged into `hparams` by act before anything is hashed or written
     )
+    hash_omit_default: ClassVar[tuple[str, ...]] = ("feature_norm", "feature_norm_frames")
 
     see: Path | None = None
     """see folder (stage 1 output) whose vision model the policy uses; optional for mode 'pixels'
@@ -70,6 +74,12 @@ class ActConfig:
     """per-algorithm defaults for presets ({algo: {name: value}}); `hparams` override them. Only the
     chosen algo's entry is used (merged into hparams): what PPO takes is an error for DQN or MFEC,
     so a preset that serves several algorithms keeps them apart"""
+    feature_norm: Literal["none", "standardize"] = "none"
+    """frozen mode: 'standardize' shifts and scales each feature by its mean and std over frames of
+    the training domains (random actions, fixed before training, saved in the act folder), so no
+    latent dominates the policy's input by its scale alone; other modes ignore it"""
+    feature_norm_frames: int = 4096
+    """frames (random actions in the training domains) the standardisation statistics come from"""
     eval_freq: int = 10_000
     """evaluate on the source domains every this many env steps (0: only at the end)"""
     eval_episodes: int = 10
@@ -104,9 +114,12 @@ class ActConfig:
             ("eval_episodes", self.eval_episodes, 1),
             ("checkpoint_freq", self.checkpoint_freq, 0),
             ("threads", self.threads, 0),
+            ("feature_norm_frames", self.feature_norm_frames, 2),
         ):
             if value < low:
                 raise ConfigError(f"{label} must be >= {low}, got {value}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ConfigError(unknown_name_message("feature_norm", self.feature_norm, list(FEATURE_NORMS)))
         if self.size is not None and self.size < 8:
             raise ConfigError(f"size must be >= 8 pixels, got {self.size}")
         if len(set(self.domains)) != len(self.domains):

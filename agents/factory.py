@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -32,10 +32,14 @@ from darla.config import merge
 from darla.errors import ConfigError
 from darla.registry import Registry, unknown_name_message
 
-from .features import EncoderExtractor, FrozenEncoderVecEnv, WorkerEncoder, encode_batch, is_feature_space
-
-if TYPE_CHECKING:
-    from darla.vision import VisionModel
+from .features import (
+    Encoder,
+    EncoderExtractor,
+    FrozenEncoderVecEnv,
+    WorkerEncoder,
+    encode_batch,
+    is_feature_space,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +81,13 @@ class Mode:
     policy: ClassVar[str]
     cost: ClassVar[float] = 1.0
     """time per env step relative to frozen (a scheduling hint: `darla run` starts long stages first)"""
+    frozen_features: ClassVar[bool] = False
+    """the policy reads a frozen encoder's features (what act's `feature_norm` standardises)"""
 
-    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         raise NotImplementedError
 
-    def worker_wrapper(self, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+    def worker_wrapper(self, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
         """What wraps each env inside its worker (`make_vec_env(wrapper=...)`); None: nothing."""
         return None
 
@@ -91,7 +97,7 @@ class Mode:
     def after_build(self, model: BaseAlgorithm, vision_checkpoint: str | None) -> None:
         """Called once on a freshly built model (not on a reloaded one)."""
 
-    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
         """uint8 (n, H, W, 3) frames -> what the policy's observation space holds."""
         raise NotImplementedError
 
@@ -99,7 +105,7 @@ class Mode:
 MODES: Registry[Mode] = Registry("act mode")
 
 
-def _require(vision: VisionModel | None, mode: str) -> VisionModel:
+def _require(vision: Encoder | None, mode: str) -> Encoder:
     if vision is None:
         raise ConfigError(f"mode {mode!r} needs a vision model")
     return vision
@@ -111,19 +117,20 @@ class FrozenMode(Mode):
     name = "frozen"
     needs_vision = True
     policy = "MlpPolicy"
+    frozen_features = True
 
-    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         vision = _require(vision, self.name)
         if is_feature_space(venv.observation_space, vision):
             return venv  # the workers already encode (worker_wrapper)
         return FrozenEncoderVecEnv(venv, vision)
 
-    def worker_wrapper(self, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+    def worker_wrapper(self, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
         # in one process a batched pass beats per-env ones; with worker processes, encoding where
         # the frames are made runs beside the envs on every core and keeps frames off the pipes
         return WorkerEncoder(_require(vision, self.name)) if vec == "subproc" else None
 
-    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
         return encode_batch(_require(vision, self.name), frames)
 
 
@@ -132,13 +139,13 @@ class _ImageMode(Mode):
 
     policy = "CnnPolicy"
 
-    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         return VecTransposeImage(venv)
 
     def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
         return {"normalize_images": True}
 
-    def prepare(self, frames: np.ndarray, vision: VisionModel | None) -> np.ndarray:
+    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
         return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
 
 
@@ -175,7 +182,7 @@ class PixelsMode(_ImageMode):
     cost = 1.5  # ~240 env steps/s
     MIN_SIZE: ClassVar[int] = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
 
-    def wrap_env(self, venv: VecEnv, vision: VisionModel | None) -> VecEnv:
+    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         h, w = venv.observation_space.shape[:2]  # type: ignore[index]
         if min(h, w) < self.MIN_SIZE:
             raise ConfigError(
@@ -254,14 +261,14 @@ def policy_kwargs(
 
 
 # ----------------------------------------------------------------------------- env + model
-def worker_wrapper(mode: str, vision: VisionModel | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
+def worker_wrapper(mode: str, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
     """The per-env wrapper `mode` wants inside the workers of a `vec` VecEnv (pass to make_vec_env)."""
     from darla.envs.vec import resolve_vec
 
     return MODES.get(mode).worker_wrapper(vision, resolve_vec(vec))
 
 
-def wrap_env(venv: VecEnv, mode: str, vision: VisionModel | None) -> VecEnv:
+def wrap_env(venv: VecEnv, mode: str, vision: Encoder | None) -> VecEnv:
     """Episode statistics (for `rollout/ep_rew_mean`) then the mode's observation wrapper."""
     if not venv.env_is_wrapped(Monitor)[0]:
         venv = VecMonitor(venv)

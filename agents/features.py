@@ -11,13 +11,16 @@ Two routes, because they trade speed for trainability:
   the pipe.
 - `EncoderExtractor` (DARLA_FT): the encoder inside the policy as a `BaseFeaturesExtractor`,
   differentiable through `model.features(x)`, trained end to end.
+
+`StandardizedEncoder` optionally puts a fixed per-dimension standardisation behind a frozen encoder
+(act's `feature_norm`); every frozen route takes either.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Union
 
 import gymnasium
 import numpy as np
@@ -32,6 +35,9 @@ from darla.errors import ConfigError
 if TYPE_CHECKING:
     from darla.vision import VisionModel
 
+Encoder = Union["VisionModel", "StandardizedEncoder"]
+"""What the frozen routes read features from: a vision model, possibly standardised."""
+
 
 def parameter_hash(module: torch.nn.Module) -> str:
     """A content hash of every parameter and buffer (to prove a frozen encoder never changed)."""
@@ -42,7 +48,7 @@ def parameter_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def check_image_shape(model: VisionModel, shape: tuple[int, ...], what: str = "the env's frames") -> None:
+def check_image_shape(model: Encoder, shape: tuple[int, ...], what: str = "the env's frames") -> None:
     """A vision model only reads frames of the size it was trained on: say both sizes when they differ."""
     expected = tuple(int(s) for s in model.image_shape)
     if tuple(shape) != expected:
@@ -53,7 +59,7 @@ def check_image_shape(model: VisionModel, shape: tuple[int, ...], what: str = "t
         )
 
 
-def freeze(model: VisionModel) -> VisionModel:
+def freeze(model: Encoder) -> Encoder:
     """Eval mode and no gradients: the encoder is a fixed function of the frame."""
     model.eval()
     for p in model.parameters():
@@ -61,7 +67,7 @@ def freeze(model: VisionModel) -> VisionModel:
     return model
 
 
-def frozen_for_frames(encoder: VisionModel, space: spaces.Space, who: str) -> VisionModel:
+def frozen_for_frames(encoder: Encoder, space: spaces.Space, who: str) -> Encoder:
     """The frozen `encoder`, once `space` is shown to hold uint8 frames of the size it was trained on."""
     if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) != 3:
         raise ConfigError(f"{who} expects uint8 (H, W, 3) frames, got {space}")
@@ -69,7 +75,7 @@ def frozen_for_frames(encoder: VisionModel, space: spaces.Space, who: str) -> Vi
     return freeze(encoder)
 
 
-def encode_batch(model: VisionModel, frames: np.ndarray) -> np.ndarray:
+def encode_batch(model: Encoder, frames: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W, 3) -> float32 (n, feature_dim): one batched, gradient-free forward pass."""
     with torch.no_grad():
         feats = model.encode(np.ascontiguousarray(frames))
@@ -83,7 +89,7 @@ class FrozenEncoderVecEnv(VecEnvWrapper):
     must be encoded too, or the policy would see raw pixels where it expects features.
     """
 
-    def __init__(self, venv: VecEnv, encoder: VisionModel) -> None:
+    def __init__(self, venv: VecEnv, encoder: Encoder) -> None:
         self.encoder = frozen_for_frames(encoder, venv.observation_space, type(self).__name__)
         super().__init__(venv, observation_space=feature_space(encoder))
 
@@ -102,11 +108,11 @@ class FrozenEncoderVecEnv(VecEnvWrapper):
         return feats, rewards, dones, infos
 
 
-def feature_space(encoder: VisionModel) -> spaces.Box:
+def feature_space(encoder: Encoder) -> spaces.Box:
     return spaces.Box(low=-np.inf, high=np.inf, shape=(int(encoder.feature_dim),), dtype=np.float32)
 
 
-def is_feature_space(space: spaces.Space, encoder: VisionModel) -> bool:
+def is_feature_space(space: spaces.Space, encoder: Encoder) -> bool:
     """True when observations are already this encoder's features (encoded inside the workers)."""
     return (
         isinstance(space, spaces.Box)
@@ -119,7 +125,7 @@ class EncodeFrames(gymnasium.ObservationWrapper):
     """One env whose observations are the frozen encoder's features (terminal frames included,
     since SubprocVecEnv's worker stores the wrapped env's last observation)."""
 
-    def __init__(self, env: gymnasium.Env, encoder: VisionModel) -> None:
+    def __init__(self, env: gymnasium.Env, encoder: Encoder) -> None:
         super().__init__(env)
         self.encoder = frozen_for_frames(encoder, env.observation_space, type(self).__name__)
         self.observation_space = feature_space(encoder)
@@ -132,13 +138,65 @@ class WorkerEncoder:
     """Picklable env wrapper factory for `make_vec_env(wrapper=...)`: each worker process gets its
     own CPU copy of the frozen encoder, run at `threads` torch threads (the workers share the cores)."""
 
-    def __init__(self, encoder: VisionModel, threads: int = 1) -> None:
+    def __init__(self, encoder: Encoder, threads: int = 1) -> None:
         self.encoder = copy.deepcopy(encoder).to("cpu")  # EncodeFrames freezes it in the worker
         self.threads = threads
 
     def __call__(self, env: gymnasium.Env) -> gymnasium.Env:
         torch.set_num_threads(self.threads)  # called in the worker process, never in the trainer's
         return EncodeFrames(env, self.encoder)
+
+
+class StandardizedEncoder(torch.nn.Module):
+    """A frozen vision model whose features are shifted and scaled per dimension by fixed statistics.
+
+    The statistics come from frames of the act stage's own (source) domains and never change, so the
+    policy's input stays a fixed function of the frame, as DARLA's frozen features are. It exists
+    because PPO's MLP learns at the speed its inputs' scales allow: latents whose spreads differ by
+    an order of magnitude leave the small ones (often the objects) learned last.
+    """
+
+    def __init__(self, base: VisionModel, mean: Any, std: Any) -> None:
+        super().__init__()
+        self.base = base
+        mean_t = torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(-1)
+        std_t = torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(-1)
+        dim = int(base.feature_dim)
+        if mean_t.numel() != dim or std_t.numel() != dim:
+            raise ConfigError(
+                f"feature statistics of size {mean_t.numel()}/{std_t.numel()} do not fit "
+                f"{type(base).__name__}'s {dim} features"
+            )
+        if not bool(torch.isfinite(mean_t).all()) or not bool((std_t > 0).all()):
+            raise ConfigError("feature statistics must be finite with positive standard deviations")
+        self.register_buffer("mean", mean_t.to(base.device))
+        self.register_buffer("std", std_t.to(base.device))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.base.image_shape
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.base.feature_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def encode(self, obs: Any, batch_size: int = 1024) -> torch.Tensor:
+        """Frames -> (N, feature_dim) standardised posterior means (no grad)."""
+        feats = self.base.encode(obs, batch_size=batch_size)
+        return (feats - self.mean.to(feats.device)) / self.std.to(feats.device)
+
+
+def feature_moments(features: np.ndarray, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of (n, d) features; a dimension that never moves
+    keeps a floor of `min_std` (scaled up by at most 1/min_std) rather than a division by zero."""
+    feats = np.asarray(features, dtype=np.float64)
+    if feats.ndim != 2 or len(feats) < 2:
+        raise ConfigError(f"feature statistics need (n >= 2, d) features, got shape {feats.shape}")
+    return feats.mean(0).astype(np.float32), np.maximum(feats.std(0), min_std).astype(np.float32)
 
 
 class EncoderExtractor(BaseFeaturesExtractor):

@@ -205,7 +205,21 @@ def hash_dict(cfg: Any) -> dict[str, Any]:
     if not (dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)):
         return to_dict(cfg)
     exclude = set(getattr(cfg, "hash_exclude", ()))
+    # options added after stages were finished: at their default they leave those stages' hash alone
+    for name in getattr(cfg, "hash_omit_default", ()):
+        if getattr(cfg, name) == _default_of(type(cfg), name):
+            exclude.add(name)
     return {f.name: hash_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name not in exclude}
+
+
+def _default_of(cls: type, name: str) -> Any:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise ConfigError(f"{cls.__name__}.hash_omit_default names {name!r}, a field without a default")
 
 
 def config_hash(cfg: Any) -> str:

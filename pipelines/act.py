@@ -23,7 +23,15 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.agents.agent import POLICY, Agent, agent_from_folder, load_agent
+from darla.agents.agent import (
+    FEATURE_STATS,
+    POLICY,
+    Agent,
+    agent_from_folder,
+    load_agent,
+    uses_feature_norm,
+    with_feature_norm,
+)
 from darla.agents.config import ActConfig
 from darla.agents.factory import (
     MODES,
@@ -33,6 +41,7 @@ from darla.agents.factory import (
     worker_wrapper,
     wrap_env,
 )
+from darla.agents.features import Encoder, encode_batch, feature_moments
 from darla.artifacts import (
     StageDir,
     atomic_save,
@@ -139,6 +148,10 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
     else:
         size = size or int((see or {}).get("size") or 64)
         updates.update(vision_model=None, vision_checkpoint=None, vision_hash=None)
+    if not mode.frozen_features:
+        # a preset's feature_norm is shared by every mode of a run; only frozen features take it
+        defaults = ActConfig()
+        updates.update(feature_norm=defaults.feature_norm, feature_norm_frames=defaults.feature_norm_frames)
     hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams())
     resolved = dataclasses.replace(
         cfg, env=family.name, domains=domains, size=size, hparams=hparams, algo_hparams={}, **updates
@@ -296,7 +309,7 @@ def make_env(
     seed: int,
     vec: Literal["auto", "dummy", "subproc"] | None = None,
     domain_mode: Literal["per_worker", "per_episode"] | None = None,
-    vision: VisionModel | None = None,
+    vision: Encoder | None = None,
 ) -> VecEnv:
     """The act env of `cfg` in its mode: frozen features come out of it (or, with `subproc`, of
     its workers) once `wrap_env` has been applied."""
@@ -317,6 +330,57 @@ def make_env(
     )
 
 
+def feature_statistics(cfg: ActConfig, vision: VisionModel) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the frozen features over `feature_norm_frames` frames of the act domains.
+
+    The frames come from the see stage's own collector (its 'mixed' policy shows the objects often,
+    and the collection is cached), seeded from the act seed, so the statistics are a function of
+    the config; only the training domains are read, never a target.
+    """
+    from darla.envs import collect_frames
+
+    assert cfg.env is not None and cfg.size is not None
+    frames = collect_frames(
+        cfg.env,
+        list(cfg.domains),
+        cfg.feature_norm_frames,
+        seed=derive_seed(cfg.seed, "act", "feature-stats"),
+        size=cfg.size,
+        workers=1,
+    )
+    feats = np.concatenate(
+        [
+            encode_batch(vision, np.asarray(frames.frames[i : i + 512]))
+            for i in range(0, len(frames.frames), 512)
+        ]
+    )
+    return feature_moments(feats)
+
+
+def standardized(cfg: ActConfig, folder: Path, vision: VisionModel | None) -> Encoder | None:
+    """The encoder the policy reads: `vision`, or, with `feature_norm`, `vision` standardised by
+    statistics computed once and kept in the act folder (a resumed run reuses them)."""
+    if vision is None or not uses_feature_norm(cfg):
+        return vision
+    path = folder / FEATURE_STATS
+    if not path.is_file():
+        mean, std = feature_statistics(cfg, vision)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, mean=mean, std=std, frames=cfg.feature_norm_frames)
+
+        atomic_save(path, write)
+        logger.info(
+            "feature statistics from %d frames: std %.3f-%.3f (min-max over %d features)",
+            cfg.feature_norm_frames,
+            float(std.min()),
+            float(std.max()),
+            len(std),
+        )
+    return with_feature_norm(cfg, folder, vision)
+
+
 def run_act(cfg: ActConfig) -> Path:
     """Train (or resume, or skip when done) one act run; returns its folder."""
     cfg, vision = resolve_act_config(cfg)
@@ -334,6 +398,7 @@ def run_act(cfg: ActConfig) -> Path:
     if resume_at is None:
         clear_checkpoint(folder)
         (folder / EVALUATIONS).unlink(missing_ok=True)
+        (folder / FEATURE_STATS).unlink(missing_ok=True)
     logger.info(
         "act %s/%s on %s %s (size %d, %d envs, %d steps)%s",
         cfg.algo,
@@ -345,10 +410,11 @@ def run_act(cfg: ActConfig) -> Path:
         cfg.timesteps,
         f", resuming at {resume_at}" if resume_at is not None else "",
     )
+    encoder = standardized(cfg, folder, vision)
     venv = wrap_env(
-        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train"), vision=vision),
+        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train"), vision=encoder),
         cfg.mode,
-        vision,
+        encoder,
     )
     # one evaluation worker per source domain, so every domain gets the same number of episodes
     eval_env = wrap_env(
@@ -360,7 +426,7 @@ def run_act(cfg: ActConfig) -> Path:
             domain_mode="per_worker",
         ),
         cfg.mode,
-        vision,
+        encoder,
     )
     try:
         return _train(cfg, folder, stage, venv, eval_env, device, resume_at)

@@ -20,9 +20,10 @@ from stable_baselines3 import PPO
 import darla.pipelines.act as act_mod
 import darla.vision
 from darla.agents import load_agent, parameter_hash
+from darla.agents.features import StandardizedEncoder, feature_moments
 from darla.artifacts import file_hash, read_json
 from darla.cli import main
-from darla.config import from_dict, load_yaml
+from darla.config import from_dict, hash_dict, load_yaml
 from darla.errors import ArtifactError, ConfigError
 from darla.pipelines.act import ActConfig, run_act
 
@@ -286,3 +287,70 @@ def test_bench_act_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["env_ratio"] == pytest.approx(result["frozen"] / result["bare"], abs=0.01)
     assert result["per_vec"]["dummy"]["per_cpu_second"]["frozen"] > 0
     assert result["host"]["cpu"] and result["host"]["torch_threads"] == result["torch_threads"]
+
+
+def test_feature_norm_standardizes_the_frozen_features(
+    see_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = act_config(tmp_path, see_dir, "ppo")
+    cfg = act_config(tmp_path, see_dir, "ppo", feature_norm="standardize", feature_norm_frames=64, name="std")
+    # the option at its default leaves finished stages' hashes alone; set, it makes a new stage
+    assert "feature_norm" not in hash_dict(plain) and hash_dict(cfg)["feature_norm"] == "standardize"
+    wrapped_with: list[Any] = []
+    real_wrap = act_mod.wrap_env
+
+    def spy(venv: Any, mode: str, vision: Any) -> Any:
+        wrapped_with.append(vision)
+        return real_wrap(venv, mode, vision)
+
+    monkeypatch.setattr(act_mod, "wrap_env", spy)
+    folder = run_act(cfg)
+    # training and evaluation envs both hand the policy standardised features
+    assert len(wrapped_with) == 2 and all(isinstance(v, StandardizedEncoder) for v in wrapped_with)
+    vision = darla.vision.load(see_dir)
+    before = parameter_hash(vision)
+    with np.load(folder / "feature_stats.npz") as stats:
+        mean, std = stats["mean"], stats["std"]
+    assert mean.shape == std.shape == (vision.feature_dim,) and (std > 0).all()
+    # the statistics are those of the source frames' features, so those come out standardised
+    agent = load_agent(folder)
+    assert isinstance(agent.vision, StandardizedEncoder)
+    obs = frames(32)
+    raw = vision.encode(obs).numpy()
+    np.testing.assert_allclose(agent.vision.encode(obs).numpy(), (raw - mean) / std, rtol=1e-5, atol=1e-5)
+    manual, _ = PPO.load(folder / "policy.zip", device="cpu").predict((raw - mean) / std, deterministic=True)
+    np.testing.assert_array_equal(agent.predict(obs), manual)
+    assert parameter_hash(darla.vision.load(see_dir)) == before
+    # one seed fixes the statistics; a lost statistics file is a clear error, not raw features
+    again = run_act(
+        act_config(
+            tmp_path / "again", see_dir, "ppo", feature_norm="standardize", feature_norm_frames=64, name="std"
+        )
+    )
+    with np.load(again / "feature_stats.npz") as stats:
+        np.testing.assert_array_equal(stats["mean"], mean)
+    (folder / "feature_stats.npz").unlink()
+    with pytest.raises(ArtifactError, match=r"feature_stats\.npz is missing"):
+        load_agent(folder)
+
+
+def test_feature_norm_is_dropped_for_modes_without_frozen_features(see_dir: Path, tmp_path: Path) -> None:
+    cfg = act_config(tmp_path, see_dir, "ppo", mode="pixels", feature_norm="standardize")
+    resolved, _ = act_mod.resolve_act_config(cfg)
+    assert resolved.feature_norm == "none" and "feature_norm" not in hash_dict(resolved)
+    with pytest.raises(ConfigError, match=r"feature_norm.*standardize"):
+        ActConfig(see=see_dir, feature_norm="scale").validate()  # type: ignore[arg-type]
+
+
+def test_standardized_encoder_checks_its_statistics(see_dir: Path) -> None:
+    vision = darla.vision.load(see_dir)
+    dim = vision.feature_dim
+    with pytest.raises(ConfigError, match="do not fit"):
+        StandardizedEncoder(vision, np.zeros(dim + 1), np.ones(dim + 1))
+    with pytest.raises(ConfigError, match="positive"):
+        StandardizedEncoder(vision, np.zeros(dim), np.zeros(dim))
+    mean, std = feature_moments(np.stack([np.zeros(dim), np.ones(dim) * 2]))
+    np.testing.assert_allclose(mean, 1.0)
+    np.testing.assert_allclose(std, 1.0)
+    # a feature that never moves keeps a floor instead of dividing by zero
+    assert feature_moments(np.ones((5, dim)))[1].min() == pytest.approx(1e-3)
