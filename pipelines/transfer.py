@@ -84,8 +84,9 @@ class TransferConfig:
     """vectorisation of the evaluation envs"""
     device: str = "auto"
     """torch device for the policy and its vision model"""
-    threads: int = 0
-    """torch threads (0: all cores)"""
+    threads: int = 1
+    """torch threads (0: all cores). 1, as for act: the env workers need the other core, and two
+    transfers at 2 threads each on 2 cores spun at ~150 s per domain against ~13 s at 1 thread"""
     act_hash: str = ""
     """set by transfer itself: the act folder's completion hash, so a retrained policy is re-evaluated"""
     oracle_hash: str = ""
