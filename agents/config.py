@@ -76,10 +76,11 @@ class ActConfig:
     so a preset that serves several algorithms keeps them apart"""
     feature_norm: Literal["none", "standardize"] = "none"
     """frozen mode: 'standardize' shifts and scales each feature by its mean and std over frames of
-    the training domains (random actions, fixed before training, saved in the act folder), so no
-    latent dominates the policy's input by its scale alone; other modes ignore it"""
+    the training domains (computed before training, saved in the act folder), so no latent
+    dominates the policy's input by its scale alone; other modes ignore it"""
     feature_norm_frames: int = 4096
-    """frames (random actions in the training domains) the standardisation statistics come from"""
+    """frames of the training domains (see's 'mixed' collector, seeded by the act seed) that the
+    standardisation statistics come from"""
     eval_freq: int = 10_000
     """evaluate on the source domains every this many env steps (0: only at the end)"""
     eval_episodes: int = 10
