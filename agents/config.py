@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from darla.errors import ConfigError
 from darla.registry import unknown_name_message
 
-FEATURE_NORMS = ("none", "standardize")
+FeatureNorm = Literal["none", "standardize"]
+FEATURE_NORMS: tuple[str, ...] = get_args(FeatureNorm)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class ActConfig:
     """per-algorithm defaults for presets ({algo: {name: value}}); `hparams` override them. Only the
     chosen algo's entry is used (merged into hparams): what PPO takes is an error for DQN or MFEC,
     so a preset that serves several algorithms keeps them apart"""
-    feature_norm: Literal["none", "standardize"] = "none"
+    feature_norm: FeatureNorm = "none"
     """frozen mode: 'standardize' shifts and scales each feature by its mean and std over frames of
     the training domains (computed before training, saved in the act folder), so no latent
     dominates the policy's input by its scale alone; other modes ignore it"""

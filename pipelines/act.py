@@ -348,13 +348,7 @@ def feature_statistics(cfg: ActConfig, vision: VisionModel) -> tuple[np.ndarray,
         size=cfg.size,
         workers=1,
     )
-    feats = np.concatenate(
-        [
-            encode_batch(vision, np.asarray(frames.frames[i : i + 512]))
-            for i in range(0, len(frames.frames), 512)
-        ]
-    )
-    return feature_moments(feats)
+    return feature_moments(encode_batch(vision, np.asarray(frames.frames)))  # encode batches itself
 
 
 def standardized(cfg: ActConfig, folder: Path, vision: VisionModel | None) -> Encoder | None:
