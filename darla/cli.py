@@ -31,6 +31,7 @@ from darla.config import (
 from darla.errors import DarlaError
 from darla.log import setup_logging
 from darla.registry import unknown_name_message
+from darla.runtime import sigterm_as_interrupt
 
 logger = logging.getLogger("darla")
 
@@ -227,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         words, rest = resolve_words(argv)
         command = load_command(words)
-        run_command(command, rest)
+        with sigterm_as_interrupt():
+            run_command(command, rest)
     except DarlaError as exc:
         print(f"darla: error: {exc}", file=sys.stderr)
         return 2

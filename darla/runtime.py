@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +45,41 @@ def setup_torch(threads: int = 0) -> None:
     n = threads if threads > 0 else num_cores()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM (`kill`, a scheduler's time limit) stops a command as Ctrl-C does, so stages
+    stop their workers and a re-run resumes, instead of the process vanishing and leaving workers
+    behind. The previous handler comes back on exit; off the main thread this does nothing (only
+    the main thread may own a signal handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """For worker processes: end this process once `parent_pid` is gone, even when the parent was
+    SIGKILLed and could not stop it, so that no orphan goes on writing into a run folder its command
+    has left (stages write atomically and resume from checkpoints, so an abrupt end is safe)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(143)
+            except PermissionError:  # pragma: no cover - pid reused by another user's process
+                os._exit(143)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -43,7 +44,7 @@ from darla.pipelines.transfer import (
     transfer_dir,
 )
 from darla.registry import unknown_name_message
-from darla.runtime import num_cores
+from darla.runtime import exit_with_parent, num_cores
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,11 @@ class StageJob:
     """folders of the stages this one reads (they run first)"""
 
 
+def _worker_init(level: str, parent_pid: int) -> None:
+    setup_logging(level)
+    exit_with_parent(parent_pid)
+
+
 def _timed_call(run: Callable[[], Path]) -> tuple[Path, float]:
     start = time.perf_counter()
     path = run()
@@ -234,8 +240,8 @@ class StageRunner:
         pool = ProcessPoolExecutor(
             min(workers, len(jobs)),
             mp_context=multiprocessing.get_context("forkserver"),
-            initializer=setup_logging,
-            initargs=(str(level),),
+            initializer=_worker_init,
+            initargs=(str(level), os.getpid()),
         )
         try:
             while pending or running:
@@ -251,6 +257,13 @@ class StageRunner:
                     results[job.folder] = self._settle(
                         job.stage, job.label, job.folder, before, future.result
                     )
+        except (KeyboardInterrupt, SystemExit):
+            # stop now, not when the running stages end (possibly an hour): each resumes from its
+            # checkpoint on the next run, and no worker may write into the run after we return
+            for proc in multiprocessing.active_children():
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # running stages finish, nothing new starts
             raise

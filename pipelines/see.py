@@ -171,10 +171,23 @@ def resolve(cfg: SeeConfig) -> SeeConfig:
         p for p in map(checkpoint_path, upstream_refs(cfg.effective_params(), cfg.dae_path)) if p.is_file()
     ]
     upstream_hash = "+".join(file_hash(p) for p in found) or None
+    params = typed_params(MODELS.get(cfg.model).config_cls, cfg.effective_params(), "params")
+    dae_params = cfg.dae_params
+    if cfg.model == "beta_vae_dae":
+        from darla.vision.models.dae import DAEConfig
+
+        dae_params = typed_params(DAEConfig, dae_params, "dae_params")
     cfg = dataclasses.replace(
-        cfg, params=cfg.effective_params(), model_params={}, upstream_hash=upstream_hash
+        cfg, params=params, model_params={}, dae_params=dae_params, upstream_hash=upstream_hash
     )
     return resolve_domains(cfg)
+
+
+def typed_params(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """`params` with each value in its field's type, so `beta=4` (CLI) and `beta: 4.0` (YAML) make
+    the same stage hash instead of retraining a finished model."""
+    typed = to_dict(from_dict(cls, params, where=where))
+    return {k: typed[k] for k in params}
 
 
 def run_see(cfg: SeeConfig) -> Path:

@@ -103,6 +103,10 @@ def test_see_skips_when_done_and_retrains_on_change(tmp_path: Path, fake_collect
     run_see(tiny_cfg(tmp_path, params={**TINY, "beta": 2.0}))
     assert (folder / "model.pt").stat().st_mtime_ns != stamp
     assert yaml.safe_load((folder / "config.yaml").read_text())["params"]["beta"] == 2.0
+    # `beta=2` from the CLI is the same stage as `beta: 2.0` from a YAML file: no retraining
+    stamp = (folder / "model.pt").stat().st_mtime_ns
+    run_see(tiny_cfg(tmp_path, params={**TINY, "beta": 2}))
+    assert (folder / "model.pt").stat().st_mtime_ns == stamp
 
 
 def test_see_resumes_an_interrupted_run(tmp_path: Path, fake_collect: list) -> None:

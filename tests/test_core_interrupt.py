@@ -1,0 +1,87 @@
+"""A killed command leaves no worker behind: nothing writes into its run folder after it is gone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from functools import partial
+    from pathlib import Path
+
+    from darla.pipelines.run import StageJob, StageRunner
+    from darla.runtime import sigterm_as_interrupt
+
+
+    def work(folder: str) -> Path:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "pid").write_text(str(os.getpid()))
+        while True:  # a stage that would write for hours
+            (path / "beat").write_text(str(time.time()))
+            time.sleep(0.1)
+
+
+    if __name__ == "__main__":
+        out = Path(sys.argv[1])
+        jobs = [StageJob("act", n, out / n, lambda: False, partial(work, str(out / n))) for n in "ab"]
+        try:
+            with sigterm_as_interrupt():
+                StageRunner(out).run_graph(jobs, 2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped; only its exit status is left to reap
+
+
+def _beats(out: Path) -> list[int]:
+    return [(out / n / "beat").stat().st_mtime_ns for n in "ab"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killed_run_leaves_no_worker_writing(tmp_path: Path, sig: signal.Signals) -> None:
+    script = tmp_path / "graph.py"
+    script.write_text(WORKER_SCRIPT)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((out / n / "beat").is_file() for n in "ab"):
+            assert proc.poll() is None, "the stage graph exited before its workers started"
+            assert time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.2)
+        pids = [int((out / n / "pid").read_text()) for n in "ab"]
+        assert all(_alive(p) for p in pids) and os.getpid() not in pids
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # SIGTERM is Ctrl-C's path (exit 130, workers stopped at once); SIGKILL cannot be handled, so
+    # the workers notice their parent is gone and end themselves
+    assert rc == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"workers {[p for p in pids if _alive(p)]} outlived the command"
+        time.sleep(0.2)
+    before = _beats(out)
+    time.sleep(0.5)
+    assert _beats(out) == before
