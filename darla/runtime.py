@@ -47,6 +47,11 @@ def setup_torch(threads: int = 0) -> None:
         torch.set_num_threads(n)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt. Unlike Ctrl-C in a terminal, it reached this process only,
+    not its workers: whoever owns workers has to pass it on."""
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Inside, SIGTERM (`kill`, a scheduler's time limit) stops a command as Ctrl-C does, so stages
@@ -58,7 +63,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -44,7 +45,7 @@ from darla.pipelines.transfer import (
     transfer_dir,
 )
 from darla.registry import unknown_name_message
-from darla.runtime import exit_with_parent, num_cores
+from darla.runtime import Terminated, exit_with_parent, num_cores
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,22 @@ class StageJob:
     """folders of the stages this one reads (they run first)"""
 
 
+def _stop_workers(running: list[Future[Any]], tell: bool, grace: float = 60.0) -> None:
+    """Interrupt the running stages as Ctrl-C does (each saves a checkpoint and stops), give them
+    `grace` seconds for it, then terminate every worker. `tell`: the workers have not had the
+    interrupt yet (SIGTERM reaches this process only; Ctrl-C in a terminal reaches all of them)."""
+    workers = multiprocessing.active_children()
+    if tell:
+        for proc in workers:
+            if proc.pid is not None:
+                os.kill(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while any(not f.done() for f in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for proc in workers:
+        proc.terminate()
+
+
 def _worker_init(level: str, parent_pid: int) -> None:
     setup_logging(level)
     exit_with_parent(parent_pid)
@@ -257,11 +274,10 @@ class StageRunner:
                     results[job.folder] = self._settle(
                         job.stage, job.label, job.folder, before, future.result
                     )
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit) as exc:
             # stop now, not when the running stages end (possibly an hour): each resumes from its
             # checkpoint on the next run, and no worker may write into the run after we return
-            for proc in multiprocessing.active_children():
-                proc.terminate()
+            _stop_workers(list(running), tell=isinstance(exc, (Terminated, SystemExit)))
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         except BaseException:

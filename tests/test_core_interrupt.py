@@ -26,9 +26,13 @@ WORKER_SCRIPT = textwrap.dedent(
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
         (path / "pid").write_text(str(os.getpid()))
-        while True:  # a stage that would write for hours
-            (path / "beat").write_text(str(time.time()))
-            time.sleep(0.1)
+        try:
+            while True:  # a stage that would write for hours
+                (path / "beat").write_text(str(time.time()))
+                time.sleep(0.1)
+        except KeyboardInterrupt:  # as act and see do: save a checkpoint, then stop
+            (path / "checkpoint").write_text("saved")
+            raise
 
 
     if __name__ == "__main__":
@@ -56,12 +60,13 @@ def _beats(out: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_killed_run_leaves_no_worker_writing(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c", "sigkill"])
+def test_killed_run_leaves_no_worker_writing(tmp_path: Path, how: str) -> None:
     script = tmp_path / "graph.py"
     script.write_text(WORKER_SCRIPT)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path)
+    # its own session, so that Ctrl-C (SIGINT to the terminal's process group) reaches only it
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not all((out / n / "beat").is_file() for n in "ab"):
@@ -70,14 +75,17 @@ def test_killed_run_leaves_no_worker_writing(tmp_path: Path, sig: signal.Signals
             time.sleep(0.2)
         pids = [int((out / n / "pid").read_text()) for n in "ab"]
         assert all(_alive(p) for p in pids) and os.getpid() not in pids
-        proc.send_signal(sig)
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
         rc = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    # SIGTERM is Ctrl-C's path (exit 130, workers stopped at once); SIGKILL cannot be handled, so
-    # the workers notice their parent is gone and end themselves
-    assert rc == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
+    # SIGTERM takes Ctrl-C's path (exit 130, workers stopped at once); SIGKILL cannot be handled,
+    # so the workers notice their parent is gone and end themselves
+    assert rc == (-signal.SIGKILL if how == "sigkill" else 130)
     deadline = time.monotonic() + 15
     while any(_alive(p) for p in pids):
         assert time.monotonic() < deadline, f"workers {[p for p in pids if _alive(p)]} outlived the command"
@@ -85,3 +93,6 @@ def test_killed_run_leaves_no_worker_writing(tmp_path: Path, sig: signal.Signals
     before = _beats(out)
     time.sleep(0.5)
     assert _beats(out) == before
+    # SIGTERM passed each stage the interrupt Ctrl-C gives, so each saved its checkpoint first
+    saved = [(out / n / "checkpoint").is_file() for n in "ab"]
+    assert saved == ([False, False] if how == "sigkill" else [True, True])
