@@ -45,6 +45,10 @@ class ProbeConfig:
     """Frames rendered per domain (the source frames are split 75/25 into fit and held out)."""
     seed: int = 0
     """Seed of the poses and object yaws."""
+    fit_domains: tuple[str, ...] = ()
+    """Domains the probes are fitted on (default: the model's source domains). Fit on one room
+    and score the others to ask whether the features carry a factor the same way across a room
+    change, as a policy trained in that room needs them to."""
     out: Path | None = None
     """Folder for probe.json and probe.png (default: the see folder)."""
     batch_size: int = 256
@@ -106,6 +110,8 @@ def probe_stage(cfg: ProbeConfig) -> StageDir:
     if cfg.out is None:
         raise ConfigError("a probe stage needs an out folder")
     settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "threads", "batch_size")}
+    if not cfg.fit_domains:  # added later: a finished probe at the default stays finished
+        settings.pop("fit_domains")
     return StageDir(cfg.out, {"probe": settings, "model_hash": model_hash(cfg.see)})
 
 
@@ -148,7 +154,10 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
             raise ConfigError(unknown_name_message("factor", name, list(gt.factor_names)))
     columns = [gt.factor_names.index(f) for f in cfg.factors]
     sources = source_domains(see_dir, family)
-    domains = list(dict.fromkeys([*sources, *family.domain_names()]))
+    for d in cfg.fit_domains:
+        family.domain(d)  # an unknown name is a clear error naming the family's domains
+    fit = tuple(cfg.fit_domains) or sources
+    domains = list(dict.fromkeys([*sources, *fit, *family.domain_names()]))
     rng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
     feats: dict[str, np.ndarray] = {}
@@ -162,13 +171,13 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
             bar.update(1)
     gt.close()
     n_fit = round(cfg.frames * 0.75)
-    fit_x = np.concatenate([feats[d][:n_fit] for d in sources])
+    fit_x = np.concatenate([feats[d][:n_fit] for d in fit])
     accuracy: dict[str, dict[str, float]] = {}
     for j, factor in enumerate(cfg.factors):
-        probe = fit_probe(fit_x, np.concatenate([labels[d][:n_fit, j] for d in sources]))
+        probe = fit_probe(fit_x, np.concatenate([labels[d][:n_fit, j] for d in fit]))
         per = {}
         for d in domains:
-            rows = slice(n_fit, None) if d in sources else slice(None)
+            rows = slice(n_fit, None) if d in fit else slice(None)
             per[d] = round(float(probe.score(feats[d][rows], labels[d][rows, j])), 4)
         accuracy[factor] = per
     split = {d: ("source" if d in sources else family.split_of(d)) for d in domains}
@@ -186,7 +195,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         "see": str(cfg.see),
         "model": model.name,
         "env": env,
-        "fit_domains": list(sources),
+        "fit_domains": list(fit),
         "split": split,
         "accuracy": accuracy,
         "summary": summary,
@@ -223,7 +232,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ax.text(
                 j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="w" if grid[i, j] < 0.6 else "k"
             )
-    ax.set_title(f"{result['model']}: linear probe accuracy, fitted on its source domains")
+    fitted = ", ".join(result["fit_domains"])
+    ax.set_title(f"{result['model']}: linear probe accuracy, fitted on {fitted}", fontsize=9, wrap=True)
     fig.tight_layout()
     atomic_save_figure(fig, path)
 
@@ -242,7 +252,7 @@ def render(result: dict[str, Any]) -> str:
     lines.append(
         f"  {'chance':<{width}} {'':<7} " + " ".join(f"{result['chance'][f]:>14.3f}" for f in factors)
     )
-    lines.append("  (source rows: held-out frames)  files: " + ", ".join(result.get("files", [])))
+    lines.append("  (fitted domains' rows: held-out frames)  files: " + ", ".join(result.get("files", [])))
     return "\n".join(lines)
 
 

@@ -49,3 +49,34 @@ def test_probe_rejects_an_unknown_factor_naming_the_valid_ones(see_dir: Path, tm
     with pytest.raises(ConfigError, match=r"good_bearng.*good_bearing"):
         run(ProbeConfig(see=see_dir, factors=("good_bearng",), frames=8, threads=1, out=tmp_path))
     assert not (tmp_path / "probe.json").exists()
+
+
+def test_probe_fits_on_chosen_domains_and_scores_them_on_held_out_frames(
+    see_dir: Path, tmp_path: Path
+) -> None:
+    from darla.pipelines.probe import probe_stage
+
+    default = run(ProbeConfig(see=see_dir, frames=16, threads=1, out=tmp_path / "default"))
+    one_room = run(
+        ProbeConfig(
+            see=see_dir, frames=16, threads=1, out=tmp_path / "one", fit_domains=("brick_blueyellow",)
+        )
+    )
+    assert one_room["fit_domains"] == ["brick_blueyellow"]
+    assert set(one_room["split"]) == set(default["split"])  # every domain still scored
+    # the fitted domain is scored on its 4 held-out frames (16 x 25%), the others on all 16
+    good = one_room["accuracy"]["good_bearing"]
+    assert (good["brick_blueyellow"] * 4).is_integer()
+    assert good != default["accuracy"]["good_bearing"]
+    # a probe stage at the default keeps its hash (finished probes stay finished); set, it is new
+    plain = ProbeConfig(see=see_dir, out=tmp_path / "s")
+    assert "fit_domains" not in probe_stage(plain).config["probe"]
+    chosen = ProbeConfig(see=see_dir, out=tmp_path / "s", fit_domains=("brick_blueyellow",))
+    assert probe_stage(chosen).hash != probe_stage(plain).hash
+    with pytest.raises(ConfigError, match=r"brick_blueyelow.*brick_blueyellow"):
+        run(
+            ProbeConfig(
+                see=see_dir, frames=8, threads=1, out=tmp_path / "bad", fit_domains=("brick_blueyelow",)
+            )
+        )
+    assert not (tmp_path / "bad" / "probe.json").exists()
