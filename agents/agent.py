@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from darla.artifacts import file_hash, is_done, read_stage_config
 from darla.errors import ArtifactError, ConfigError
@@ -19,7 +21,7 @@ from darla.runtime import resolve_device
 
 from .config import ActConfig
 from .factory import MODES, load_model
-from .features import Encoder, StandardizedEncoder
+from .features import Encoder, LayerEncoder, StandardizedEncoder
 
 if TYPE_CHECKING:
     from darla.vision import VisionModel
@@ -35,10 +37,19 @@ def uses_feature_norm(cfg: ActConfig) -> bool:
     return cfg.feature_norm != "none" and MODES.get(cfg.mode).frozen_features
 
 
+def policy_features(cfg: ActConfig, vision: VisionModel) -> Encoder:
+    """The vision model at the layer the policy reads (`feature_layer`; default: its latent code)."""
+    if cfg.feature_layer and MODES.get(cfg.mode).frozen_features:
+        return LayerEncoder(vision, cfg.feature_layer)
+    return vision
+
+
 def with_feature_norm(cfg: ActConfig, folder: Path, vision: VisionModel) -> Encoder:
-    """The vision model as the policy reads it: standardised with the folder's statistics if asked."""
+    """The vision model as the policy reads it: at its `feature_layer`, standardised with the
+    folder's statistics if asked."""
+    base = policy_features(cfg, vision)
     if not uses_feature_norm(cfg):
-        return vision
+        return base
     path = folder / FEATURE_STATS
     if not path.is_file():
         raise ArtifactError(
@@ -46,7 +57,7 @@ def with_feature_norm(cfg: ActConfig, folder: Path, vision: VisionModel) -> Enco
             f"but {FEATURE_STATS} is missing; re-run act"
         )
     with np.load(path) as data:
-        return StandardizedEncoder(vision, data["mean"], data["std"])
+        return StandardizedEncoder(base, data["mean"], data["std"])
 
 
 def locate_vision_checkpoint(cfg: ActConfig, act_dir: Path) -> Path:
@@ -96,14 +107,32 @@ class Agent:
         frames = np.asarray(obs)
         if frames.ndim == 3:
             frames = frames[None]
+        self._check_frames(frames)
+        actions, _ = self.model.predict(self._mode.prepare(frames, self.vision), deterministic=deterministic)
+        return np.asarray(actions, dtype=np.int64).reshape(len(frames))
+
+    def _check_frames(self, frames: np.ndarray) -> None:
         expected = (self.image_size, self.image_size, 3)
         if frames.ndim != 4 or tuple(frames.shape[1:]) != expected or frames.dtype != np.uint8:
             raise ConfigError(
-                f"Agent.predict expects uint8 frames of shape (n, {expected[0]}, {expected[1]}, 3), "
+                f"Agent expects uint8 frames of shape (n, {expected[0]}, {expected[1]}, 3), "
                 f"got {frames.dtype} {tuple(frames.shape)}"
             )
-        actions, _ = self.model.predict(self._mode.prepare(frames, self.vision), deterministic=deterministic)
-        return np.asarray(actions, dtype=np.int64).reshape(len(frames))
+
+    def action_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        """uint8 frames (n, H, W, 3) -> (n, n_actions) action probabilities: the policy's
+        distribution for actor-critic policies, a one-hot of the greedy action otherwise."""
+        frames = np.asarray(obs)
+        policy = self.model.policy
+        if not isinstance(policy, ActorCriticPolicy):
+            greedy = self.predict(frames, deterministic=True)
+            return np.eye(self.n_actions, dtype=np.float32)[greedy]
+        self._check_frames(frames)
+        tensor, _ = policy.obs_to_tensor(self._mode.prepare(frames, self.vision))
+        with torch.no_grad():
+            dist = policy.get_distribution(tensor).distribution
+        assert isinstance(dist, torch.distributions.Categorical)
+        return np.asarray(dist.probs.cpu().numpy(), dtype=np.float32)
 
     def __repr__(self) -> str:
         c = self.config

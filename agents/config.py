@@ -32,8 +32,16 @@ class ActConfig:
         "threads",
         "progress",
         "algo_hparams",  # merged into `hparams` by act before anything is hashed or written
+        "expert",  # named by its policy's content hash (expert_hash)
     )
-    hash_omit_default: ClassVar[tuple[str, ...]] = ("feature_norm", "feature_norm_frames")
+    hash_omit_default: ClassVar[tuple[str, ...]] = (
+        "feature_norm",
+        "feature_norm_frames",
+        "feature_layer",
+        "expert_hash",
+        "imitate_epochs",
+        "imitate_lr",
+    )
 
     see: Path | None = None
     """see folder (stage 1 output) whose vision model the policy uses; optional for mode 'pixels'
@@ -82,6 +90,21 @@ class ActConfig:
     feature_norm_frames: int = 4096
     """frames of the training domains (see's 'mixed' collector, seeded by the act seed) that the
     standardisation statistics come from"""
+    feature_layer: str = ""
+    """frozen mode: read the vision model at this encoder layer (conv0, conv1, ..., fc: its
+    activations, flattened) instead of its latent code (empty, DARLA's choice). The encoder stays
+    frozen; only what the policy reads changes"""
+    expert: Path | None = None
+    """act folder of a finished policy to clone instead of training by RL (behaviour cloning): the
+    expert plays `timesteps` steps in the training domains and this policy's actor is fit to its
+    action distributions. Cloning the pixel baseline onto frozen features asks whether the features
+    (rather than RL) are what fails to transfer. ppo and a2c only"""
+    imitate_epochs: int = 15
+    """with --expert: passes over the expert's steps"""
+    imitate_lr: float = 1e-3
+    """with --expert: Adam learning rate of the fit"""
+    expert_hash: str | None = None
+    """(filled in by act) content hash of the expert's policy.zip"""
     eval_freq: int = 10_000
     """evaluate on the source domains every this many env steps (0: only at the end)"""
     eval_episodes: int = 10
@@ -120,6 +143,18 @@ class ActConfig:
         ):
             if value < low:
                 raise ConfigError(f"{label} must be >= {low}, got {value}")
+        if self.expert is not None:
+            from darla.agents.imitate import IMITATION_ALGOS
+
+            if self.algo not in IMITATION_ALGOS:
+                raise ConfigError(
+                    f"--expert clones into an actor-critic policy: algo must be one of "
+                    f"{', '.join(IMITATION_ALGOS)}, got {self.algo!r}"
+                )
+            if self.imitate_epochs < 1:
+                raise ConfigError(f"imitate_epochs must be >= 1, got {self.imitate_epochs}")
+            if not self.imitate_lr > 0:
+                raise ConfigError(f"imitate_lr must be > 0, got {self.imitate_lr}")
         if self.feature_norm not in FEATURE_NORMS:
             raise ConfigError(unknown_name_message("feature_norm", self.feature_norm, list(FEATURE_NORMS)))
         if self.size is not None and self.size < 8:

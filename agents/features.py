@@ -35,8 +35,8 @@ from darla.errors import ConfigError
 if TYPE_CHECKING:
     from darla.vision import VisionModel
 
-Encoder = Union["VisionModel", "StandardizedEncoder"]
-"""What the frozen routes read features from: a vision model, possibly standardised."""
+Encoder = Union["VisionModel", "StandardizedEncoder", "LayerEncoder"]
+"""What the frozen routes read features from: a vision model (or one of its layers), possibly standardised."""
 
 
 def parameter_hash(module: torch.nn.Module) -> str:
@@ -156,7 +156,10 @@ class StandardizedEncoder(torch.nn.Module):
     an order of magnitude leave the small ones (often the objects) learned last.
     """
 
-    def __init__(self, base: VisionModel, mean: Any, std: Any) -> None:
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, base: VisionModel | LayerEncoder, mean: Any, std: Any) -> None:
         super().__init__()
         self.base = base
         mean_t = torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(-1)
@@ -188,6 +191,66 @@ class StandardizedEncoder(torch.nn.Module):
         """Frames -> (N, feature_dim) standardised posterior means (no grad)."""
         feats = self.base.encode(obs, batch_size=batch_size)
         return (feats - self.mean.to(feats.device)) / self.std.to(feats.device)
+
+
+class LayerEncoder(torch.nn.Module):
+    """A frozen vision model read at one of its encoder's layers instead of its latent code
+    (act's `feature_layer`): the layer's activation map, flattened.
+
+    Why: a latent code can lose what a policy needs in a held-out domain while earlier layers keep
+    it (on SeekAvoid, a clone of the pixel policy kept all of its source return on the targets
+    reading conv1 of beta_vae_dae, 23-29% reading its latents).
+    """
+
+    def __init__(self, base: VisionModel, layer: str) -> None:
+        super().__init__()
+        names = getattr(base, "layer_names", None)
+        layers = [n for n in names() if n in _encoder_layers(base)] if callable(names) else []
+        if layer not in layers:
+            from darla.registry import unknown_name_message
+
+            what = f"encoder layer of {type(base).__name__}"
+            if not layers:
+                raise ConfigError(f"{type(base).__name__} has no named encoder layers to read features from")
+            raise ConfigError(unknown_name_message(what, layer, layers))
+        self.base = base
+        self.layer = layer
+        h, w, c = base.image_shape
+        with torch.no_grad():
+            probe = self._read(torch.zeros(1, c, h, w, device=base.device))
+        self._dim = int(probe.shape[1])
+
+    def _read(self, x: torch.Tensor) -> torch.Tensor:
+        # what the next layer reads: the activation after the layer's ReLU
+        return torch.relu(self.base.layer_output(x, self.layer)).flatten(1)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.base.image_shape
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def encode(self, obs: Any, batch_size: int = 1024) -> torch.Tensor:
+        """Frames -> (N, feature_dim) activations of the layer (no grad)."""
+        t = self.base.as_batch(obs)
+        with torch.inference_mode():
+            outs = [
+                self._read(self.base.to_float(t[i : i + batch_size], self.device))
+                for i in range(0, t.shape[0], batch_size)
+            ]
+        return torch.cat(outs)
+
+
+def _encoder_layers(base: Any) -> list[str]:
+    """The encoder's hidden layers a policy may read (the latent is the default features)."""
+    convs = getattr(getattr(base, "encoder", None), "convs", None)
+    return [f"conv{i}" for i in range(len(convs))] + ["fc"] if convs is not None else []
 
 
 def feature_moments(features: np.ndarray, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:

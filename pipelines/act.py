@@ -29,6 +29,7 @@ from darla.agents.agent import (
     Agent,
     agent_from_folder,
     load_agent,
+    policy_features,
     uses_feature_norm,
     with_feature_norm,
 )
@@ -41,7 +42,7 @@ from darla.agents.factory import (
     worker_wrapper,
     wrap_env,
 )
-from darla.agents.features import Encoder, encode_batch, feature_moments
+from darla.agents.features import Encoder, LayerEncoder, encode_batch, feature_moments
 from darla.artifacts import (
     StageDir,
     atomic_save,
@@ -57,6 +58,7 @@ from darla.runtime import resolve_device, setup_torch
 from darla.seeding import derive_seed, seed_everything
 
 if TYPE_CHECKING:
+    from darla.envs.family import EnvFamily
     from darla.vision import VisionModel
 
 __all__ = ["COMMAND", "ActConfig", "act_dir", "load_agent", "resolve_act_config", "run_act"]
@@ -67,6 +69,7 @@ CHECKPOINT = "checkpoint.zip"
 CHECKPOINT_BUFFER = "checkpoint_buffer.pkl"
 CHECKPOINT_META = "checkpoint.json"
 EVALUATIONS = "evaluations.npz"
+IMITATION = "imitation.json"
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -148,16 +151,46 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
     else:
         size = size or int((see or {}).get("size") or 64)
         updates.update(vision_model=None, vision_checkpoint=None, vision_hash=None)
+    updates.update(expert_hash=_expert_hash(cfg, family, size) if cfg.expert is not None else None)
     if not mode.frozen_features:
         # a preset's feature_norm is shared by every mode of a run; only frozen features take it
         defaults = ActConfig()
-        updates.update(feature_norm=defaults.feature_norm, feature_norm_frames=defaults.feature_norm_frames)
+        updates.update(
+            feature_norm=defaults.feature_norm,
+            feature_norm_frames=defaults.feature_norm_frames,
+            feature_layer=defaults.feature_layer,
+        )
+    elif cfg.feature_layer and vision is not None:
+        LayerEncoder(vision, cfg.feature_layer)  # a clear error naming the model's layers
     hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams())
     resolved = dataclasses.replace(
         cfg, env=family.name, domains=domains, size=size, hparams=hparams, algo_hparams={}, **updates
     )
     resolved.validate()
     return resolved, vision
+
+
+def _expert_hash(cfg: ActConfig, family: EnvFamily, size: int) -> str:
+    """Check an imitation expert (finished, same env and frame size, never saw a held-out domain)
+    and return its policy's content hash."""
+    from darla.pipelines.transfer import check_zero_shot, read_act_config
+
+    assert cfg.expert is not None
+    expert = Path(cfg.expert)
+    raw = read_act_config(expert)
+    if not is_done(expert) or not (expert / POLICY).is_file():
+        raise ArtifactError(f"expert {expert} is not a finished act stage (no DONE.json or {POLICY})")
+    if raw.get("env") != family.name:
+        raise ConfigError(
+            f"the expert {expert} was trained on env {raw.get('env')!r}, this policy is for {family.name!r}"
+        )
+    if raw.get("size") is not None and int(raw["size"]) != size:
+        raise ConfigError(
+            f"the expert {expert} reads {raw['size']}x{raw['size']} frames, this policy {size}x{size}: "
+            f"pass --size {raw['size']} (or clone an expert trained at size {size})"
+        )
+    check_zero_shot(family, expert, raw)
+    return file_hash(expert / POLICY)
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -330,7 +363,7 @@ def make_env(
     )
 
 
-def feature_statistics(cfg: ActConfig, vision: VisionModel) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(cfg: ActConfig, vision: Encoder) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of the frozen features over `feature_norm_frames` frames of the act domains.
 
     The frames come from the see stage's own collector (its 'mixed' policy shows the objects often,
@@ -354,11 +387,13 @@ def feature_statistics(cfg: ActConfig, vision: VisionModel) -> tuple[np.ndarray,
 def standardized(cfg: ActConfig, folder: Path, vision: VisionModel | None) -> Encoder | None:
     """The encoder the policy reads: `vision`, or, with `feature_norm`, `vision` standardised by
     statistics computed once and kept in the act folder (a resumed run reuses them)."""
-    if vision is None or not uses_feature_norm(cfg):
-        return vision
+    if vision is None:
+        return None
+    if not uses_feature_norm(cfg):
+        return policy_features(cfg, vision)
     path = folder / FEATURE_STATS
     if not path.is_file():
-        mean, std = feature_statistics(cfg, vision)
+        mean, std = feature_statistics(cfg, policy_features(cfg, vision))
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
@@ -405,8 +440,16 @@ def run_act(cfg: ActConfig) -> Path:
         f", resuming at {resume_at}" if resume_at is not None else "",
     )
     encoder = standardized(cfg, folder, vision)
+    imitating = cfg.expert is not None
     venv = wrap_env(
-        make_env(cfg, n_envs=cfg.n_envs, seed=derive_seed(cfg.seed, "act", "train"), vision=encoder),
+        make_env(
+            cfg,
+            n_envs=cfg.n_envs,
+            seed=derive_seed(cfg.seed, "act", "train"),
+            # the expert reads frames: cloning keeps them in one process, features made beside them
+            vec="dummy" if imitating else None,
+            vision=encoder,
+        ),
         cfg.mode,
         encoder,
     )
@@ -423,10 +466,27 @@ def run_act(cfg: ActConfig) -> Path:
         encoder,
     )
     try:
+        if imitating:
+            return _imitate(cfg, folder, stage, venv, eval_env, device, encoder)
         return _train(cfg, folder, stage, venv, eval_env, device, resume_at)
     finally:
         venv.close()
         eval_env.close()
+
+
+def _new_model(
+    cfg: ActConfig, venv: VecEnv, device: str, tensorboard_log: Path | None = None
+) -> BaseAlgorithm:
+    return build_model(
+        cfg.algo,
+        cfg.mode,
+        venv,
+        cfg.hparams,
+        seed=cfg.seed,
+        device=device,
+        vision_checkpoint=cfg.vision_checkpoint,
+        tensorboard_log=tensorboard_log,
+    )
 
 
 def _train(
@@ -454,16 +514,7 @@ def _train(
             model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
         logger.info("resumed from checkpoint at %d steps", model.num_timesteps)
     else:
-        model = build_model(
-            cfg.algo,
-            cfg.mode,
-            venv,
-            cfg.hparams,
-            seed=cfg.seed,
-            device=device,
-            vision_checkpoint=cfg.vision_checkpoint,
-            tensorboard_log=folder / "tb",
-        )
+        model = _new_model(cfg, venv, device, tensorboard_log=folder / "tb")
     evaluator = SourceEvalCallback(
         eval_env,
         folder / EVALUATIONS,
@@ -504,6 +555,71 @@ def _train(
         resumed_from=resume_at,
     )
     clear_checkpoint(folder)
+    logger.info("act done: %s (eval mean reward %.3f)", folder, float(np.mean(evaluator.results[-1])))
+    return folder
+
+
+def _imitate(
+    cfg: ActConfig,
+    folder: Path,
+    stage: StageDir,
+    venv: VecEnv,
+    eval_env: VecEnv,
+    device: str,
+    encoder: Encoder | None,
+) -> Path:
+    """Behaviour cloning instead of RL (`--expert`): short, so a killed run starts it again."""
+    from darla.agents.imitate import collect_demonstrations, fit_policy
+
+    assert cfg.expert is not None
+    expert = load_agent(cfg.expert, device=device)
+    model = _new_model(cfg, venv, device)
+    mode = MODES.get(cfg.mode)
+    started = time.perf_counter()
+    demos = collect_demonstrations(
+        expert,
+        venv.unwrapped,  # the raw frames under the mode's wrappers
+        cfg.timesteps,
+        lambda frames: mode.prepare(frames, encoder),
+        seed=derive_seed(cfg.seed, "act", "imitate", "actions"),
+    )
+    fit = fit_policy(
+        model.policy,
+        demos,
+        epochs=cfg.imitate_epochs,
+        lr=cfg.imitate_lr,
+        seed=derive_seed(cfg.seed, "act", "imitate", "fit"),
+    )
+    seconds = time.perf_counter() - started
+    atomic_write_json(folder / IMITATION, {"expert": str(cfg.expert), **fit})
+    logger.info(
+        "cloned %s from %d expert steps (%d expert episodes finished, mean return %s): held-out "
+        "agreement %.3f, cross-entropy %.3f (the expert's own entropy %.3f)",
+        cfg.expert,
+        fit["steps"],
+        fit["expert_episodes"],
+        "n/a" if fit["expert_mean_return"] is None else f"{fit['expert_mean_return']:.2f}",
+        fit["heldout_agreement"],
+        fit["heldout_cross_entropy"],
+        fit["heldout_expert_entropy"],
+    )
+    model.num_timesteps = len(demos)
+    evaluator = SourceEvalCallback(
+        eval_env, folder / EVALUATIONS, 0, cfg.eval_episodes, derive_seed(cfg.seed, "act", "eval-episodes")
+    )
+    evaluator.init_callback(model)
+    evaluator.num_timesteps = len(demos)
+    evaluator.evaluate()
+    save_model(model, folder / POLICY)
+    checked = _check_reload(model, folder, cfg, eval_env)
+    stage.mark_done(
+        num_timesteps=len(demos),
+        eval_mean_reward=float(np.mean(evaluator.results[-1])),
+        train_seconds=round(seconds, 2),
+        steps_per_second=round(len(demos) / seconds, 1) if seconds > 0 else None,
+        reload_checked_frames=checked,
+        imitation_agreement=round(float(fit["heldout_agreement"]), 4),
+    )
     logger.info("act done: %s (eval mean reward %.3f)", folder, float(np.mean(evaluator.results[-1])))
     return folder
 

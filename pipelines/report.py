@@ -125,11 +125,28 @@ def oracle_label(data: dict[str, Any]) -> str | None:
     )
 
 
+def _custom_name(data: dict[str, Any]) -> str | None:
+    """The act folder's name (`act --name`) where it is not the default one, so two policies of one
+    model and mode (two betas, say) are not merged into one method."""
+    act = data.get("act")
+    parts = Path(str(act)).parts if act else ()
+    if len(parts) < 4 or parts[-4] != "act":
+        return None
+    name, vision, mode = parts[-3], data.get("vision"), data.get("mode")
+    return None if name in {str(vision), f"{vision}-{mode}", "pixels"} else name
+
+
 def method_label(data: dict[str, Any]) -> str:
-    """'beta_vae_dae/frozen/ppo', or 'pixels/ppo' for the end-to-end baseline; ' (sampled)' when
-    the agent was evaluated with sampled actions only."""
+    """'beta_vae_dae/frozen/ppo', or 'pixels/ppo' for the end-to-end baseline; 'beta_vae_dae[b8]/...'
+    for an act folder given its own name; ' clone' for a policy cloned from an expert; ' (sampled)'
+    when the agent was evaluated with sampled actions only."""
     mode, algo, vision = data.get("mode"), data.get("algo"), data.get("vision")
-    label = f"pixels/{algo}" if mode == "pixels" or vision in (None, "pixels") else f"{vision}/{mode}/{algo}"
+    pixels = mode == "pixels" or vision in (None, "pixels")
+    name = _custom_name(data)
+    base = f"{'pixels' if pixels else vision}[{name}]" if name else ("pixels" if pixels else str(vision))
+    label = f"{base}/{algo}" if pixels else f"{base}/{mode}/{algo}"
+    if data.get("expert"):
+        label += " clone"  # `act --expert`: fit to another policy's actions, not trained by RL
     return label if data.get("deterministic", True) else f"{label} (sampled)"
 
 

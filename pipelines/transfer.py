@@ -196,6 +196,24 @@ def check_zero_shot(family: EnvFamily, act_dir: Path, act_raw: dict[str, Any]) -
     known = set(family.domains)
     stages: list[tuple[str, Path, dict[str, Any]]] = [("policy", act_dir, act_raw)]
     pending = [(f"vision model of {act_dir}", d) for d in [see_folder_of(act_raw)] if d is not None]
+    # a cloned policy (act --expert) learned from its expert's experience too, and so on up
+    policy_dir, policy_raw = act_dir, act_raw
+    while policy_raw.get("expert"):
+        expert_dir = Path(str(policy_raw["expert"]))
+        if any(expert_dir.resolve() == p.resolve() for _, p, _ in stages):
+            break
+        try:
+            policy_raw = read_act_config(expert_dir)
+        except ArtifactError as exc:
+            raise ArtifactError(
+                f"the expert {expert_dir} that {policy_dir} was cloned from is unreadable ({exc}): "
+                "cannot check that it never saw a target domain"
+            ) from None
+        policy_dir = expert_dir
+        stages.append((f"expert of {act_dir}", expert_dir, policy_raw))
+        pending.extend(
+            (f"vision model of {expert_dir}", d) for d in [see_folder_of(policy_raw)] if d is not None
+        )
     visited: set[Path] = set()
     while pending:
         what, see_dir = pending.pop()
@@ -675,7 +693,7 @@ def describe_act(act_dir: Path, act_raw: dict[str, Any]) -> dict[str, Any]:
             see_raw = load_yaml(see_dir / CONFIG)
             if isinstance(see_raw, dict) and see_raw.get("model"):
                 vision = str(see_raw["model"])
-    return {
+    described = {
         "act": str(act_dir),
         "env": act_raw.get("env"),
         "vision": vision,
@@ -683,6 +701,9 @@ def describe_act(act_dir: Path, act_raw: dict[str, Any]) -> dict[str, Any]:
         "algo": act_raw.get("algo"),
         "agent_seed": act_raw.get("seed"),
     }
+    if act_raw.get("expert"):
+        described["expert"] = str(act_raw["expert"])  # trained by cloning it, not by RL
+    return described
 
 
 def transfer_dir(cfg: TransferConfig) -> Path:

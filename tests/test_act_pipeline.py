@@ -20,7 +20,7 @@ from stable_baselines3 import PPO
 import darla.pipelines.act as act_mod
 import darla.vision
 from darla.agents import load_agent, parameter_hash
-from darla.agents.features import StandardizedEncoder, feature_moments
+from darla.agents.features import LayerEncoder, StandardizedEncoder, feature_moments
 from darla.artifacts import file_hash, read_json
 from darla.cli import main
 from darla.config import from_dict, hash_dict, load_yaml
@@ -354,3 +354,42 @@ def test_standardized_encoder_checks_its_statistics(see_dir: Path) -> None:
     np.testing.assert_allclose(std, 1.0)
     # a feature that never moves keeps a floor instead of dividing by zero
     assert feature_moments(np.ones((5, dim)))[1].min() == pytest.approx(1e-3)
+
+
+def test_feature_layer_feeds_the_policy_an_encoder_layer(
+    see_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = act_config(tmp_path, see_dir, "ppo")
+    cfg = act_config(
+        tmp_path, see_dir, "ppo", feature_layer="conv1", feature_norm="standardize", feature_norm_frames=64
+    )
+    assert "feature_layer" not in hash_dict(plain) and hash_dict(cfg)["feature_layer"] == "conv1"
+    vision = darla.vision.load(see_dir)
+    before = parameter_hash(vision)
+    folder = run_act(cfg)
+    # the policy reads the ReLU activations of conv1, flattened: 8 channels on an 8x8 grid at 32x32
+    layer = LayerEncoder(vision, "conv1")
+    assert layer.feature_dim == 8 * 8 * 8
+    obs = frames(12)
+    x = vision.to_float(vision.as_batch(obs), vision.device)
+    expected = torch.relu(vision.layer_output(x, "conv1")).flatten(1).numpy()
+    np.testing.assert_allclose(layer.encode(obs).numpy(), expected, rtol=1e-5, atol=1e-6)
+    with np.load(folder / "feature_stats.npz") as stats:
+        mean, std = stats["mean"], stats["std"]
+    assert mean.shape == (512,)
+    agent = load_agent(folder)
+    assert isinstance(agent.vision, StandardizedEncoder) and isinstance(agent.vision.base, LayerEncoder)
+    policy = PPO.load(folder / "policy.zip", device="cpu")
+    assert policy.observation_space.shape == (512,)
+    manual, _ = policy.predict((expected - mean) / std, deterministic=True)
+    np.testing.assert_array_equal(agent.predict(obs), manual)
+    assert parameter_hash(darla.vision.load(see_dir)) == before  # still frozen
+    # a layer the model lacks names the ones it has; other modes drop the option
+    err = _cli_error(
+        ["act", "--see", str(see_dir), "--out", str(tmp_path), "--feature-layer", "conv7"], capsys
+    )
+    assert "conv0, conv1, fc" in err
+    resolved, _ = act_mod.resolve_act_config(
+        act_config(tmp_path, see_dir, "ppo", mode="finetune", feature_layer="fc")
+    )
+    assert resolved.feature_layer == "" and "feature_layer" not in hash_dict(resolved)
