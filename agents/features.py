@@ -205,7 +205,9 @@ class LayerEncoder(torch.nn.Module):
     def __init__(self, base: VisionModel, layer: str) -> None:
         super().__init__()
         names = getattr(base, "layer_names", None)
-        layers = [n for n in names() if n in _encoder_layers(base)] if callable(names) else []
+        # the encoder's hidden layers: those before the latent code (which is the default features)
+        all_names = list(names()) if callable(names) else []
+        layers = all_names[: all_names.index("latent")] if "latent" in all_names else []
         if layer not in layers:
             from darla.registry import unknown_name_message
 
@@ -245,12 +247,6 @@ class LayerEncoder(torch.nn.Module):
                 for i in range(0, t.shape[0], batch_size)
             ]
         return torch.cat(outs)
-
-
-def _encoder_layers(base: Any) -> list[str]:
-    """The encoder's hidden layers a policy may read (the latent is the default features)."""
-    convs = getattr(getattr(base, "encoder", None), "convs", None)
-    return [f"conv{i}" for i in range(len(convs))] + ["fc"] if convs is not None else []
 
 
 def feature_moments(features: np.ndarray, min_std: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:

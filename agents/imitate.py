@@ -123,9 +123,9 @@ def fit_policy(policy: Any, demos: Demonstrations, *, epochs: int, lr: float, se
         assert isinstance(tensor, torch.Tensor)
         return tensor
 
-    def cross_entropy(idx: np.ndarray) -> torch.Tensor:
-        logits = _actor_logits(policy, batch(idx))
-        return -(targets[idx] * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+    def cross_entropy(idx: np.ndarray, logits: torch.Tensor) -> torch.Tensor:
+        """Per step: the expert's distribution against the student's."""
+        return -(targets[idx] * torch.log_softmax(logits, dim=-1)).sum(-1)
 
     history: list[float] = []
     policy.set_training_mode(True)
@@ -136,7 +136,7 @@ def fit_policy(policy: Any, demos: Demonstrations, *, epochs: int, lr: float, se
             total, count = 0.0, 0
             for start in range(0, len(perm), BATCH_SIZE):
                 idx = perm[start : start + BATCH_SIZE]
-                loss = cross_entropy(idx)
+                loss = cross_entropy(idx, _actor_logits(policy, batch(idx))).mean()
                 if not torch.isfinite(loss):
                     raise TrainingError(f"imitation loss became {float(loss.detach())}")
                 optimiser.zero_grad()
@@ -155,7 +155,7 @@ def fit_policy(policy: Any, demos: Demonstrations, *, epochs: int, lr: float, se
         for start in range(0, n_val, BATCH_SIZE):
             idx = val[start : start + BATCH_SIZE]
             logits = _actor_logits(policy, batch(idx))
-            ce += float(-(targets[idx] * torch.log_softmax(logits, -1)).sum(-1).sum())
+            ce += float(cross_entropy(idx, logits).sum())
             agree += float((logits.argmax(-1) == targets[idx].argmax(-1)).float().sum())
     p = demos.probs[val]
     entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum(-1).mean())

@@ -540,22 +540,42 @@ def _train(
             save_checkpoint(model, folder, cfg_hash)
             raise
     seconds = time.perf_counter() - started
+    steps = int(model.num_timesteps) - steps_before
+    return _finish(
+        cfg, folder, stage, model, eval_env, evaluator, seconds, steps, {"resumed_from": resume_at}
+    )
+
+
+def _finish(
+    cfg: ActConfig,
+    folder: Path,
+    stage: StageDir,
+    model: BaseAlgorithm,
+    eval_env: VecEnv,
+    evaluator: SourceEvalCallback,
+    seconds: float,
+    steps: int,
+    record: dict[str, Any],
+) -> Path:
+    """Evaluate at the last step (if not yet), save the policy, check that it reloads identically,
+    mark the stage done with `record` added to DONE.json."""
     if not evaluator.timesteps or evaluator.timesteps[-1] != model.num_timesteps:
         evaluator.init_callback(model)
+        evaluator.num_timesteps = int(model.num_timesteps)
         evaluator.evaluate()
     save_model(model, folder / POLICY)
     checked = _check_reload(model, folder, cfg, eval_env)
-    steps = int(model.num_timesteps) - steps_before
+    mean = float(np.mean(evaluator.results[-1]))
     stage.mark_done(
         num_timesteps=int(model.num_timesteps),
-        eval_mean_reward=float(np.mean(evaluator.results[-1])),
+        eval_mean_reward=mean,
         train_seconds=round(seconds, 2),
         steps_per_second=round(steps / seconds, 1) if seconds > 0 and steps > 0 else None,
         reload_checked_frames=checked,
-        resumed_from=resume_at,
+        **record,
     )
     clear_checkpoint(folder)
-    logger.info("act done: %s (eval mean reward %.3f)", folder, float(np.mean(evaluator.results[-1])))
+    logger.info("act done: %s (eval mean reward %.3f)", folder, mean)
     return folder
 
 
@@ -607,21 +627,8 @@ def _imitate(
     evaluator = SourceEvalCallback(
         eval_env, folder / EVALUATIONS, 0, cfg.eval_episodes, derive_seed(cfg.seed, "act", "eval-episodes")
     )
-    evaluator.init_callback(model)
-    evaluator.num_timesteps = len(demos)
-    evaluator.evaluate()
-    save_model(model, folder / POLICY)
-    checked = _check_reload(model, folder, cfg, eval_env)
-    stage.mark_done(
-        num_timesteps=len(demos),
-        eval_mean_reward=float(np.mean(evaluator.results[-1])),
-        train_seconds=round(seconds, 2),
-        steps_per_second=round(len(demos) / seconds, 1) if seconds > 0 else None,
-        reload_checked_frames=checked,
-        imitation_agreement=round(float(fit["heldout_agreement"]), 4),
-    )
-    logger.info("act done: %s (eval mean reward %.3f)", folder, float(np.mean(evaluator.results[-1])))
-    return folder
+    record = {"imitation_agreement": round(float(fit["heldout_agreement"]), 4)}
+    return _finish(cfg, folder, stage, model, eval_env, evaluator, seconds, len(demos), record)
 
 
 def _check_reload(model: BaseAlgorithm, folder: Path, cfg: ActConfig, eval_env: VecEnv) -> int:
