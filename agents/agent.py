@@ -21,7 +21,7 @@ from darla.runtime import resolve_device
 
 from .config import ActConfig
 from .factory import MODES, load_model
-from .features import Encoder, LayerEncoder, StandardizedEncoder
+from .features import Encoder, LayerEncoder, StandardizedEncoder, feature_map_shape
 
 if TYPE_CHECKING:
     from darla.vision import VisionModel
@@ -42,6 +42,19 @@ def policy_features(cfg: ActConfig, vision: VisionModel) -> Encoder:
     if cfg.feature_layer and MODES.get(cfg.mode).frozen_features:
         return LayerEncoder(vision, cfg.feature_layer)
     return vision
+
+
+def policy_feature_map(cfg: ActConfig, encoder: Encoder | None) -> tuple[int, ...] | None:
+    """The (C, H, W) map a `feature_head: cnn` policy reads from `encoder`; None for the MLP head."""
+    if cfg.feature_head != "cnn" or not MODES.get(cfg.mode).frozen_features:
+        return None
+    shape = feature_map_shape(encoder)
+    if shape is None:
+        raise ConfigError(
+            f"feature_head 'cnn' reads a convolutional map: set feature_layer to one of the encoder's "
+            f"conv layers (got feature_layer {cfg.feature_layer or '(none: the latent code)'!r})"
+        )
+    return shape
 
 
 def with_feature_norm(cfg: ActConfig, folder: Path, vision: VisionModel) -> Encoder:
@@ -161,7 +174,13 @@ def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent
         checkpoint = str(ckpt)
         vision = with_feature_norm(cfg, path, darla.vision.load(ckpt, device=dev))
     model = load_model(
-        path / POLICY, cfg.algo, cfg.mode, cfg.hparams, vision_checkpoint=checkpoint, device=dev
+        path / POLICY,
+        cfg.algo,
+        cfg.mode,
+        cfg.hparams,
+        vision_checkpoint=checkpoint,
+        feature_map=policy_feature_map(cfg, vision),
+        device=dev,
     )
     model.policy.set_training_mode(False)
     return Agent(cfg, model, vision, path)

@@ -17,6 +17,8 @@ from darla.registry import unknown_name_message
 
 FeatureNorm = Literal["none", "standardize"]
 FEATURE_NORMS: tuple[str, ...] = get_args(FeatureNorm)
+FeatureHead = Literal["mlp", "cnn"]
+FEATURE_HEADS: tuple[str, ...] = get_args(FeatureHead)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class ActConfig:
         "feature_norm",
         "feature_norm_frames",
         "feature_layer",
+        "feature_head",
         "expert_hash",
         "imitate_epochs",
         "imitate_lr",
@@ -94,6 +97,10 @@ class ActConfig:
     """frozen mode: read the vision model at this encoder layer (conv0, conv1, ..., fc: its
     activations, flattened) instead of its latent code (empty, DARLA's choice). The encoder stays
     frozen; only what the policy reads changes"""
+    feature_head: FeatureHead = "mlp"
+    """frozen mode: what reads the features. mlp (SB3's MlpPolicy on the feature vector) or cnn (a
+    small trained conv net on a convolutional `feature_layer`'s map, then the MLP heads: NatureCNN's
+    spatial prior on frozen features)"""
     expert: Path | None = None
     """act folder of a finished policy to clone instead of training by RL (behaviour cloning): the
     expert plays `timesteps` steps in the training domains and this policy's actor is fit to its
@@ -157,6 +164,8 @@ class ActConfig:
                 raise ConfigError(f"imitate_lr must be > 0, got {self.imitate_lr}")
         if self.feature_norm not in FEATURE_NORMS:
             raise ConfigError(unknown_name_message("feature_norm", self.feature_norm, list(FEATURE_NORMS)))
+        if self.feature_head not in FEATURE_HEADS:
+            raise ConfigError(unknown_name_message("feature_head", self.feature_head, list(FEATURE_HEADS)))
         if self.size is not None and self.size < 8:
             raise ConfigError(f"size must be >= 8 pixels, got {self.size}")
         if len(set(self.domains)) != len(self.domains):

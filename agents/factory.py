@@ -35,6 +35,7 @@ from darla.registry import Registry, unknown_name_message
 from .features import (
     Encoder,
     EncoderExtractor,
+    FeatureMapCNN,
     FrozenEncoderVecEnv,
     WorkerEncoder,
     encode_batch,
@@ -213,15 +214,27 @@ def hyperparams_file(algo: str) -> dict[str, Any]:
     return data
 
 
-def default_hyperparams(algo: str, family: str, mode: str) -> dict[str, Any]:
-    """`default` <- the family's section <- their `modes: {<mode>: ...}` overrides."""
+def default_hyperparams(algo: str, family: str, mode: str, head: str = "mlp") -> dict[str, Any]:
+    """`default` <- the family's section <- their `modes: {<mode>: ...}` overrides <- that mode's
+    `heads: {<head>: ...}` overrides (act's `feature_head`)."""
+    from darla.agents.config import FEATURE_HEADS
+
     MODES.get(mode)
+    if head not in FEATURE_HEADS:
+        raise ConfigError(unknown_name_message("feature_head", head, list(FEATURE_HEADS)))
     data = hyperparams_file(algo)
     merged = merge(dict(data.get("default") or {}), dict(data.get(family) or {}))
     per_mode = dict(merged.pop("modes", None) or {})
     for name in per_mode:
         MODES.get(name)
-    return merge(merged, dict(per_mode.get(mode) or {}))
+    merged = merge(merged, dict(per_mode.get(mode) or {}))
+    per_head = dict(merged.pop("heads", None) or {})
+    for name in per_head:
+        if name not in FEATURE_HEADS:
+            raise ConfigError(
+                f"hyperparams/{algo}.yaml: " + unknown_name_message("feature_head", name, list(FEATURE_HEADS))
+            )
+    return merge(merged, dict(per_head.get(head) or {}))
 
 
 def allowed_hyperparams(algo: str) -> list[str]:
@@ -239,17 +252,24 @@ def check_hyperparams(algo: str, hparams: dict[str, Any]) -> None:
         ACTIVATIONS.get(activation)
 
 
-def resolve_hyperparams(algo: str, family: str, mode: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve_hyperparams(
+    algo: str, family: str, mode: str, overrides: dict[str, Any], head: str = "mlp"
+) -> dict[str, Any]:
     """The full, validated hyperparameters of one act run (what its config.yaml records)."""
-    hparams = merge(default_hyperparams(algo, family, mode), dict(overrides))
+    hparams = merge(default_hyperparams(algo, family, mode, head), dict(overrides))
     check_hyperparams(algo, hparams)
     return hparams
 
 
 def policy_kwargs(
-    algo: str, mode: str, hparams: dict[str, Any], vision_checkpoint: str | None
+    algo: str,
+    mode: str,
+    hparams: dict[str, Any],
+    vision_checkpoint: str | None,
+    feature_map: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """The user's policy kwargs (YAML-safe) turned into SB3's, with the mode's own on top."""
+    """The user's policy kwargs (YAML-safe) turned into SB3's, with the mode's own on top; with
+    `feature_map` (C, H, W), frozen features are read by a `FeatureMapCNN` of that map."""
     kwargs = dict(hparams.get("policy_kwargs") or {})
     if "activation_fn" in kwargs:
         kwargs["activation_fn"] = ACTIVATIONS.get(kwargs["activation_fn"])
@@ -257,6 +277,15 @@ def policy_kwargs(
     if clash:
         raise ConfigError(f"policy_kwargs {sorted(clash)} are set by mode {mode!r}; remove them from hparams")
     kwargs.update(MODES.get(mode).policy_kwargs(vision_checkpoint))
+    if feature_map is not None:
+        if not MODES.get(mode).frozen_features:
+            raise ConfigError(
+                f"a convolutional feature head reads frozen feature maps; mode {mode!r} has none"
+            )
+        kwargs.update(
+            features_extractor_class=FeatureMapCNN,
+            features_extractor_kwargs={"map_shape": [int(s) for s in feature_map]},
+        )
     return kwargs
 
 
@@ -284,6 +313,7 @@ def build_model(
     seed: int,
     device: str = "cpu",
     vision_checkpoint: str | None = None,
+    feature_map: tuple[int, ...] | None = None,
     tensorboard_log: str | Path | None = None,
 ) -> BaseAlgorithm:
     """A fresh SB3 model on an already wrapped env; finetune encoders start from the pretrained weights."""
@@ -294,7 +324,7 @@ def build_model(
         model = spec.cls(
             MODES.get(mode).policy,
             venv,
-            policy_kwargs=policy_kwargs(algo, mode, hparams, vision_checkpoint),
+            policy_kwargs=policy_kwargs(algo, mode, hparams, vision_checkpoint, feature_map),
             seed=seed,
             device=device,
             tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
@@ -317,10 +347,11 @@ def load_model(
     hparams: dict[str, Any],
     *,
     vision_checkpoint: str | None = None,
+    feature_map: tuple[int, ...] | None = None,
     env: VecEnv | None = None,
     device: str = "cpu",
 ) -> BaseAlgorithm:
     """Reload a saved model; the policy kwargs are rebuilt (the vision checkpoint may have moved)."""
     spec = ALGOS.get(algo)
-    custom = {"policy_kwargs": policy_kwargs(algo, mode, hparams, vision_checkpoint)}
+    custom = {"policy_kwargs": policy_kwargs(algo, mode, hparams, vision_checkpoint, feature_map)}
     return spec.cls.load(str(path), env=env, device=device, custom_objects=custom)

@@ -29,6 +29,7 @@ from darla.agents.agent import (
     Agent,
     agent_from_folder,
     load_agent,
+    policy_feature_map,
     policy_features,
     uses_feature_norm,
     with_feature_norm,
@@ -42,7 +43,7 @@ from darla.agents.factory import (
     worker_wrapper,
     wrap_env,
 )
-from darla.agents.features import Encoder, LayerEncoder, encode_batch, feature_moments
+from darla.agents.features import Encoder, encode_batch, feature_moments
 from darla.artifacts import (
     StageDir,
     atomic_save,
@@ -159,10 +160,13 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
             feature_norm=defaults.feature_norm,
             feature_norm_frames=defaults.feature_norm_frames,
             feature_layer=defaults.feature_layer,
+            feature_head=defaults.feature_head,
         )
-    elif cfg.feature_layer and vision is not None:
-        LayerEncoder(vision, cfg.feature_layer)  # a clear error naming the model's layers
-    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams())
+    elif vision is not None:
+        # a clear error naming the model's layers, or saying the cnn head needs a conv layer
+        policy_feature_map(cfg, policy_features(cfg, vision))
+    head = updates.get("feature_head", cfg.feature_head)
+    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams(), head)
     resolved = dataclasses.replace(
         cfg, env=family.name, domains=domains, size=size, hparams=hparams, algo_hparams={}, **updates
     )
@@ -468,14 +472,14 @@ def run_act(cfg: ActConfig) -> Path:
     try:
         if imitating:
             return _imitate(cfg, folder, stage, venv, eval_env, device, encoder)
-        return _train(cfg, folder, stage, venv, eval_env, device, resume_at)
+        return _train(cfg, folder, stage, venv, eval_env, device, encoder, resume_at)
     finally:
         venv.close()
         eval_env.close()
 
 
 def _new_model(
-    cfg: ActConfig, venv: VecEnv, device: str, tensorboard_log: Path | None = None
+    cfg: ActConfig, venv: VecEnv, device: str, encoder: Encoder | None, tensorboard_log: Path | None = None
 ) -> BaseAlgorithm:
     return build_model(
         cfg.algo,
@@ -485,6 +489,7 @@ def _new_model(
         seed=cfg.seed,
         device=device,
         vision_checkpoint=cfg.vision_checkpoint,
+        feature_map=policy_feature_map(cfg, encoder),
         tensorboard_log=tensorboard_log,
     )
 
@@ -496,6 +501,7 @@ def _train(
     venv: VecEnv,
     eval_env: VecEnv,
     device: str,
+    encoder: Encoder | None,
     resume_at: int | None,
 ) -> Path:
     cfg_hash = config_hash(cfg)
@@ -506,6 +512,7 @@ def _train(
             cfg.mode,
             cfg.hparams,
             vision_checkpoint=cfg.vision_checkpoint,
+            feature_map=policy_feature_map(cfg, encoder),
             env=venv,
             device=device,
         )
@@ -514,7 +521,7 @@ def _train(
             model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
         logger.info("resumed from checkpoint at %d steps", model.num_timesteps)
     else:
-        model = _new_model(cfg, venv, device, tensorboard_log=folder / "tb")
+        model = _new_model(cfg, venv, device, encoder, tensorboard_log=folder / "tb")
     evaluator = SourceEvalCallback(
         eval_env,
         folder / EVALUATIONS,
@@ -593,7 +600,7 @@ def _imitate(
 
     assert cfg.expert is not None
     expert = load_agent(cfg.expert, device=device)
-    model = _new_model(cfg, venv, device)
+    model = _new_model(cfg, venv, device, encoder)
     mode = MODES.get(cfg.mode)
     started = time.perf_counter()
     demos = collect_demonstrations(

@@ -138,10 +138,15 @@ def _custom_name(data: dict[str, Any]) -> str | None:
 
 def method_label(data: dict[str, Any]) -> str:
     """'beta_vae_dae/frozen/ppo', or 'pixels/ppo' for the end-to-end baseline; 'beta_vae_dae[b8]/...'
-    for an act folder given its own name; ' clone' for a policy cloned from an expert; ' (sampled)'
-    when the agent was evaluated with sampled actions only."""
+    for an act folder given its own name; 'frozen@conv1+cnn' for a policy reading an encoder layer
+    (with a conv head); ' clone' for a policy cloned from an expert; ' (sampled)' when the agent was
+    evaluated with sampled actions only."""
     mode, algo, vision = data.get("mode"), data.get("algo"), data.get("vision")
     pixels = mode == "pixels" or vision in (None, "pixels")
+    if data.get("feature_layer"):
+        mode = f"{mode}@{data['feature_layer']}"
+    if data.get("feature_head"):
+        mode = f"{mode}+{data['feature_head']}"
     name = _custom_name(data)
     base = f"{'pixels' if pixels else vision}[{name}]" if name else ("pixels" if pixels else str(vision))
     label = f"{base}/{algo}" if pixels else f"{base}/{mode}/{algo}"
@@ -158,6 +163,19 @@ def sampled_view(data: dict[str, Any]) -> dict[str, Any]:
         if SAMPLED in entry
     }
     return {**data, "domains": domains, "policies": {**data["policies"], "agent": data["policies"][SAMPLED]}}
+
+
+def _with_features(data: dict[str, Any]) -> dict[str, Any]:
+    """Results written before transfer recorded what the policy reads (`feature_layer`,
+    `feature_head`) take it from their act config, so their seeds join the same method."""
+    if "feature_layer" in data or "feature_head" in data or not data.get("act"):
+        return data
+    try:
+        cfg = read_act_config(Path(str(data["act"])))
+    except (ArtifactError, ConfigError):
+        return data
+    found = {k: str(cfg[k]) for k in ("feature_layer", "feature_head") if cfg.get(k) not in (None, "", "mlp")}
+    return {**data, **found}
 
 
 def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunResult]:
@@ -177,6 +195,7 @@ def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunRe
         data = read_json(path)
         if not isinstance(data, dict) or "domains" not in data or "policies" not in data:
             raise ArtifactError(f"{path} is not a darla transfer results file")
+        data = _with_features(data)
         seed = int(data.get("agent_seed") or 0)
         oracle = oracle_label(data)
         runs.append(RunResult(method_label(data), seed, path.parent, data, oracle))

@@ -703,6 +703,9 @@ def describe_act(act_dir: Path, act_raw: dict[str, Any]) -> dict[str, Any]:
     }
     if act_raw.get("expert"):
         described["expert"] = str(act_raw["expert"])  # trained by cloning it, not by RL
+    for key in ("feature_layer", "feature_head"):  # what the policy reads, where it is not the default
+        if act_raw.get(key) not in (None, "", "mlp"):
+            described[key] = str(act_raw[key])
     return described
 
 

@@ -20,7 +20,7 @@ from stable_baselines3 import PPO
 import darla.pipelines.act as act_mod
 import darla.vision
 from darla.agents import load_agent, parameter_hash
-from darla.agents.features import LayerEncoder, StandardizedEncoder, feature_moments
+from darla.agents.features import FeatureMapCNN, LayerEncoder, StandardizedEncoder, feature_moments
 from darla.artifacts import file_hash, read_json
 from darla.cli import main
 from darla.config import from_dict, hash_dict, load_yaml
@@ -393,3 +393,72 @@ def test_feature_layer_feeds_the_policy_an_encoder_layer(
         act_config(tmp_path, see_dir, "ppo", mode="finetune", feature_layer="fc")
     )
     assert resolved.feature_layer == "" and "feature_layer" not in hash_dict(resolved)
+
+
+def test_feature_head_cnn_reads_the_layer_as_a_map(
+    see_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = {"feature_layer": "conv1", "feature_norm": "standardize", "feature_norm_frames": 64}
+    mlp = act_config(tmp_path, see_dir, "ppo", **extra)
+    cfg = act_config(tmp_path, see_dir, "ppo", feature_head="cnn", **extra)
+    # the default head leaves finished stages' hashes alone; the cnn head is a new stage
+    assert "feature_head" not in hash_dict(mlp) and hash_dict(cfg)["feature_head"] == "cnn"
+    vision = darla.vision.load(see_dir)
+    before = parameter_hash(vision)
+    folder = run_act(cfg)
+    assert load_yaml(folder / "config.yaml")["feature_head"] == "cnn"
+    agent = load_agent(folder)
+    extractor = agent.model.policy.features_extractor
+    assert isinstance(extractor, FeatureMapCNN) and extractor.map_shape == (8, 8, 8)
+    # the head sees conv1's map in its own layout (channels, height, width), standardised per unit
+    obs = frames(12)
+    x = vision.to_float(vision.as_batch(obs), vision.device)
+    conv1 = torch.relu(vision.layer_output(x, "conv1"))
+    with np.load(folder / "feature_stats.npz") as stats:
+        mean, std = (torch.as_tensor(stats[k]).reshape(1, 8, 8, 8) for k in ("mean", "std"))
+    with torch.no_grad():
+        want = extractor.linear(extractor.convs((conv1 - mean) / std))
+        got = extractor(torch.as_tensor(agent.vision.encode(obs)))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # the head is trained, the encoder before it is not
+    fresh = FeatureMapCNN(extractor._observation_space, [8, 8, 8], features_dim=extractor.features_dim)
+    assert parameter_hash(fresh) != parameter_hash(extractor)
+    assert parameter_hash(darla.vision.load(see_dir)) == before
+    # a reload acts like the policy on the same observations
+    np.testing.assert_array_equal(load_agent(folder).predict(obs), agent.predict(obs))
+    # transfer and the report say what the policy reads
+    from darla.pipelines.report import method_label
+    from darla.pipelines.transfer import describe_act, read_act_config
+
+    described = describe_act(folder, read_act_config(folder))
+    assert method_label(described) == "beta_vae/frozen@conv1+cnn/ppo"
+    plain = describe_act(folder, {**read_act_config(folder), "feature_layer": "", "feature_head": "mlp"})
+    assert method_label(plain) == "beta_vae/frozen/ppo"
+    # results written before transfer recorded it get it from the act config
+    from darla.pipelines.report import _with_features
+
+    older = {k: v for k, v in described.items() if k not in ("feature_layer", "feature_head")}
+    assert method_label(_with_features(older)) == "beta_vae/frozen@conv1+cnn/ppo"
+    # the cnn head needs a convolutional layer: none, or the fc vector, is a clear error
+    for layer in ("", "fc"):
+        with pytest.raises(ConfigError, match="conv layers"):
+            act_mod.resolve_act_config(
+                act_config(tmp_path, see_dir, "ppo", feature_head="cnn", feature_layer=layer)
+            )
+    err = _cli_error(["act", "--see", str(see_dir), "--out", str(tmp_path), "--feature-head", "rnn"], capsys)
+    assert "rnn" in err and "mlp" in err and "cnn" in err
+    # modes without frozen features drop it
+    resolved, _ = act_mod.resolve_act_config(
+        act_config(tmp_path, see_dir, "ppo", mode="pixels", feature_head="cnn")
+    )
+    assert resolved.feature_head == "mlp" and "feature_head" not in hash_dict(resolved)
+
+
+def test_feature_map_cnn_refuses_a_map_that_does_not_fit() -> None:
+    from gymnasium import spaces
+
+    space = spaces.Box(-np.inf, np.inf, shape=(512,), dtype=np.float32)
+    with pytest.raises(ConfigError, match="512 features cannot be a 8x8x4 map"):
+        FeatureMapCNN(space, [8, 8, 4])
+    with pytest.raises(ConfigError, match="channels, height, width"):
+        FeatureMapCNN(space, [512])

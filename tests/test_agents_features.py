@@ -201,6 +201,13 @@ def test_hyperparameters_per_family_mode_and_overrides() -> None:
     assert merged["n_steps"] == 128
     assert resolve_hyperparams("ppo", "SeekAvoid", "frozen", merged) == merged  # idempotent
     assert default_hyperparams("dqn", "SeekAvoid", "pixels")["buffer_size"] == 50_000
+    # a conv head on a frozen map trains with NatureCNN's settings, keeping the frozen MLP heads
+    cnn = default_hyperparams("ppo", "SeekAvoid", "frozen", head="cnn")
+    assert (cnn["n_epochs"], cnn["batch_size"]) == (pixels["n_epochs"], pixels["batch_size"]) == (4, 256)
+    assert cnn["policy_kwargs"] == frozen["policy_kwargs"] and "heads" not in frozen
+    assert resolve_hyperparams("ppo", "SeekAvoid", "frozen", {"n_epochs": 2}, head="cnn")["n_epochs"] == 2
+    with pytest.raises(ConfigError, match=r"feature_head 'cnnn'.*mlp"):
+        default_hyperparams("ppo", "SeekAvoid", "frozen", head="cnnn")
 
 
 def test_unknown_hyperparameters_are_errors() -> None:

@@ -369,3 +369,43 @@ def test_beta_vae_dae_measures_reconstruction_in_dae_space() -> None:
     assert float(model.reconstruction(logits, x)) == pytest.approx(
         float(expected.pow(2).sum() / 6 + 0.5 * pixel), rel=1e-5
     )
+
+
+def test_mix_pastes_one_rectangle_from_another_frame_of_the_batch() -> None:
+    from darla.vision.trainer import mix_frames
+
+    frames = torch.from_numpy(blobs(16))
+    assert torch.equal(mix_frames(frames, 0.0, torch.Generator().manual_seed(0)), frames)
+    mixed = mix_frames(frames, 1.0, torch.Generator().manual_seed(0))
+    again = mix_frames(frames, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(mixed, again)  # seeded
+    changed = 0
+    for i in range(len(frames)):
+        diff = (mixed[i] != frames[i]).any(-1).numpy()
+        if not diff.any():
+            continue  # the donor was itself, or looked the same there
+        changed += 1
+        rows, cols = np.nonzero(diff)
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        assert (bottom - top) <= 0.75 * 32 + 1 and (right - left) <= 0.75 * 32 + 1
+        # every changed pixel comes from one other frame, at the same place
+        donors = [j for j in range(len(frames)) if j != i and torch.equal(mixed[i][diff], frames[j][diff])]
+        assert donors, i
+    assert changed >= len(frames) // 2
+    # at its default the option leaves finished stages' hashes alone; it must be a probability
+    from darla.config import hash_dict
+
+    assert "mix" not in hash_dict(TrainConfig()) and hash_dict(TrainConfig(mix=0.5))["mix"] == 0.5
+    with pytest.raises(ConfigError, match=r"train.mix must be in \[0, 1\], got 1.5"):
+        TrainConfig(mix=1.5).validate()
+
+
+def test_training_with_mix_runs_and_differs_from_plain(tmp_path: Path) -> None:
+    models = []
+    for mix in (0.0, 0.5):
+        model = tiny("beta_vae")
+        cfg = TrainConfig(steps=4, batch_size=8, lr=1e-3, mix=mix)
+        Trainer(model, blobs(64), cfg, seed=5, threads=1).fit()
+        models.append(model)
+    plain, mixed = (m.state_dict() for m in models)
+    assert any(not torch.equal(plain[k], mixed[k]) for k in plain)

@@ -49,8 +49,14 @@ class TrainConfig:
     """Steps between progress/tensorboard scalar updates."""
     image_every: int = 1000
     """Steps between tensorboard reconstruction images (0 = only at the end)."""
+    mix: float = 0.0
+    """Probability that a training frame gets a rectangle (each side 1/4 to 3/4 of the frame's)
+    pasted from another frame of the minibatch, CutMix-style; the model reconstructs the mixed
+    frame. Frames where appearance factors co-occur (one room always with one object set) then
+    also show them apart, locally. 0: off (DARLA)."""
 
     hash_exclude: ClassVar[tuple[str, ...]] = ("checkpoint_every", "log_every", "image_every")
+    hash_omit_default: ClassVar[tuple[str, ...]] = ("mix",)
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "max_holdout"):
@@ -60,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"train.holdout must be in [0, 1), got {self.holdout}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ConfigError(f"train.mix must be in [0, 1], got {self.mix}")
 
 
 @dataclass
@@ -82,6 +90,22 @@ def split_indices(n: int, cfg: TrainConfig, seed: int) -> tuple[np.ndarray, np.n
     k = min(cfg.max_holdout, round(n * cfg.holdout))
     k = min(max(k, 1 if cfg.holdout > 0 else 0), n - 1)
     return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def mix_frames(frames: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """(N, H, W, C) frames where each, with probability `prob`, has a random rectangle (each side
+    1/4 to 3/4 of the frame's) replaced by the same rectangle of another frame of the batch."""
+    n, h, w = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
+    chosen = torch.rand(n, generator=gen) < prob
+    donors = torch.randint(n, (n,), generator=gen)
+    sides = torch.rand(n, 2, generator=gen) * 0.5 + 0.25
+    corners = torch.rand(n, 2, generator=gen)
+    out = frames.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        rh, rw = max(1, round(float(sides[i, 0]) * h)), max(1, round(float(sides[i, 1]) * w))
+        top, left = int(float(corners[i, 0]) * (h - rh + 1)), int(float(corners[i, 1]) * (w - rw + 1))
+        out[i, top : top + rh, left : left + rw] = frames[int(donors[i]), top : top + rh, left : left + rw]
+    return out
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -185,6 +209,8 @@ class Trainer:
         n = self.cfg.batch_size * self.model.batches_per_step
         pos = torch.randint(len(self.train_idx), (n,), generator=self.batches).numpy()
         raw = torch.from_numpy(self.frames[self.train_idx[pos]])
+        if self.cfg.mix > 0:
+            raw = mix_frames(raw, self.cfg.mix, self.batches)
         return self.model.to_float(raw)
 
     # -- loop ------------------------------------------------------------------------------
