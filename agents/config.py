@@ -100,7 +100,8 @@ class ActConfig:
     feature_head: FeatureHead = "mlp"
     """frozen mode: what reads the features. mlp (SB3's MlpPolicy on the feature vector) or cnn (a
     small trained conv net on a convolutional `feature_layer`'s map, then the MLP heads: NatureCNN's
-    spatial prior on frozen features)"""
+    spatial prior on frozen features; its PPO defaults are NatureCNN's, `heads: cnn` in
+    hyperparams/ppo.yaml)"""
     expert: Path | None = None
     """act folder of a finished policy to clone instead of training by RL (behaviour cloning): the
     expert plays `timesteps` steps in the training domains and this policy's actor is fit to its
