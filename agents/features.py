@@ -223,13 +223,16 @@ class LayerEncoder(torch.nn.Module):
         self.layer = layer
         h, w, c = base.image_shape
         with torch.no_grad():
-            probe = torch.relu(self.base.layer_output(torch.zeros(1, c, h, w, device=base.device), layer))
+            probe = self._activation(torch.zeros(1, c, h, w, device=base.device))
         self._dim = int(probe[0].numel())
         self._map_shape = tuple(int(s) for s in probe.shape[1:]) if probe.dim() == 4 else None
 
+    def _activation(self, x: torch.Tensor) -> torch.Tensor:
+        # what the next layer reads: the activation after the layer's ReLU (a map for conv layers)
+        return torch.relu(self.base.layer_output(x, self.layer))
+
     def _read(self, x: torch.Tensor) -> torch.Tensor:
-        # what the next layer reads: the activation after the layer's ReLU
-        return torch.relu(self.base.layer_output(x, self.layer)).flatten(1)
+        return self._activation(x).flatten(1)
 
     @property
     def map_shape(self) -> tuple[int, ...] | None:

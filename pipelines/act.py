@@ -469,41 +469,47 @@ def run_act(cfg: ActConfig) -> Path:
         cfg.mode,
         encoder,
     )
+    run = _Session(cfg, folder, stage, venv, eval_env, device, encoder)
     try:
-        if imitating:
-            return _imitate(cfg, folder, stage, venv, eval_env, device, encoder)
-        return _train(cfg, folder, stage, venv, eval_env, device, encoder, resume_at)
+        return _imitate(run) if imitating else _train(run, resume_at)
     finally:
         venv.close()
         eval_env.close()
 
 
-def _new_model(
-    cfg: ActConfig, venv: VecEnv, device: str, encoder: Encoder | None, tensorboard_log: Path | None = None
-) -> BaseAlgorithm:
-    return build_model(
-        cfg.algo,
-        cfg.mode,
-        venv,
-        cfg.hparams,
-        seed=cfg.seed,
-        device=device,
-        vision_checkpoint=cfg.vision_checkpoint,
-        feature_map=policy_feature_map(cfg, encoder),
-        tensorboard_log=tensorboard_log,
-    )
+@dataclasses.dataclass(frozen=True)
+class _Session:
+    """One act run's resolved config and what it trains and evaluates with (RL and cloning alike)."""
+
+    cfg: ActConfig
+    folder: Path
+    stage: StageDir
+    venv: VecEnv
+    eval_env: VecEnv
+    device: str
+    encoder: Encoder | None
+
+    @property
+    def feature_map(self) -> tuple[int, ...] | None:
+        return policy_feature_map(self.cfg, self.encoder)
+
+    def new_model(self, tensorboard_log: Path | None = None) -> BaseAlgorithm:
+        cfg = self.cfg
+        return build_model(
+            cfg.algo,
+            cfg.mode,
+            self.venv,
+            cfg.hparams,
+            seed=cfg.seed,
+            device=self.device,
+            vision_checkpoint=cfg.vision_checkpoint,
+            feature_map=self.feature_map,
+            tensorboard_log=tensorboard_log,
+        )
 
 
-def _train(
-    cfg: ActConfig,
-    folder: Path,
-    stage: StageDir,
-    venv: VecEnv,
-    eval_env: VecEnv,
-    device: str,
-    encoder: Encoder | None,
-    resume_at: int | None,
-) -> Path:
+def _train(run: _Session, resume_at: int | None) -> Path:
+    cfg, folder = run.cfg, run.folder
     cfg_hash = config_hash(cfg)
     if resume_at is not None:
         model = load_model(
@@ -512,18 +518,18 @@ def _train(
             cfg.mode,
             cfg.hparams,
             vision_checkpoint=cfg.vision_checkpoint,
-            feature_map=policy_feature_map(cfg, encoder),
-            env=venv,
-            device=device,
+            feature_map=run.feature_map,
+            env=run.venv,
+            device=run.device,
         )
         model.tensorboard_log = str(folder / "tb")
         if isinstance(model, OffPolicyAlgorithm) and (folder / CHECKPOINT_BUFFER).is_file():
             model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
         logger.info("resumed from checkpoint at %d steps", model.num_timesteps)
     else:
-        model = _new_model(cfg, venv, device, encoder, tensorboard_log=folder / "tb")
+        model = run.new_model(tensorboard_log=folder / "tb")
     evaluator = SourceEvalCallback(
-        eval_env,
+        run.eval_env,
         folder / EVALUATIONS,
         cfg.eval_freq,
         cfg.eval_episodes,
@@ -548,17 +554,12 @@ def _train(
             raise
     seconds = time.perf_counter() - started
     steps = int(model.num_timesteps) - steps_before
-    return _finish(
-        cfg, folder, stage, model, eval_env, evaluator, seconds, steps, {"resumed_from": resume_at}
-    )
+    return _finish(run, model, evaluator, seconds, steps, {"resumed_from": resume_at})
 
 
 def _finish(
-    cfg: ActConfig,
-    folder: Path,
-    stage: StageDir,
+    run: _Session,
     model: BaseAlgorithm,
-    eval_env: VecEnv,
     evaluator: SourceEvalCallback,
     seconds: float,
     steps: int,
@@ -566,14 +567,15 @@ def _finish(
 ) -> Path:
     """Evaluate at the last step (if not yet), save the policy, check that it reloads identically,
     mark the stage done with `record` added to DONE.json."""
+    folder = run.folder
     if not evaluator.timesteps or evaluator.timesteps[-1] != model.num_timesteps:
         evaluator.init_callback(model)
         evaluator.num_timesteps = int(model.num_timesteps)
         evaluator.evaluate()
     save_model(model, folder / POLICY)
-    checked = _check_reload(model, folder, cfg, eval_env)
+    checked = _check_reload(model, folder, run.cfg, run.eval_env)
     mean = float(np.mean(evaluator.results[-1]))
-    stage.mark_done(
+    run.stage.mark_done(
         num_timesteps=int(model.num_timesteps),
         eval_mean_reward=mean,
         train_seconds=round(seconds, 2),
@@ -586,26 +588,19 @@ def _finish(
     return folder
 
 
-def _imitate(
-    cfg: ActConfig,
-    folder: Path,
-    stage: StageDir,
-    venv: VecEnv,
-    eval_env: VecEnv,
-    device: str,
-    encoder: Encoder | None,
-) -> Path:
+def _imitate(run: _Session) -> Path:
     """Behaviour cloning instead of RL (`--expert`): short, so a killed run starts it again."""
     from darla.agents.imitate import collect_demonstrations, fit_policy
 
+    cfg, encoder = run.cfg, run.encoder
     assert cfg.expert is not None
-    expert = load_agent(cfg.expert, device=device)
-    model = _new_model(cfg, venv, device, encoder)
+    expert = load_agent(cfg.expert, device=run.device)
+    model = run.new_model()
     mode = MODES.get(cfg.mode)
     started = time.perf_counter()
     demos = collect_demonstrations(
         expert,
-        venv.unwrapped,  # the raw frames under the mode's wrappers
+        run.venv.unwrapped,  # the raw frames under the mode's wrappers
         cfg.timesteps,
         lambda frames: mode.prepare(frames, encoder),
         seed=derive_seed(cfg.seed, "act", "imitate", "actions"),
@@ -618,7 +613,7 @@ def _imitate(
         seed=derive_seed(cfg.seed, "act", "imitate", "fit"),
     )
     seconds = time.perf_counter() - started
-    atomic_write_json(folder / IMITATION, {"expert": str(cfg.expert), **fit})
+    atomic_write_json(run.folder / IMITATION, {"expert": str(cfg.expert), **fit})
     logger.info(
         "cloned %s from %d expert steps (%d expert episodes finished, mean return %s): held-out "
         "agreement %.3f, cross-entropy %.3f (the expert's own entropy %.3f)",
@@ -632,10 +627,14 @@ def _imitate(
     )
     model.num_timesteps = len(demos)
     evaluator = SourceEvalCallback(
-        eval_env, folder / EVALUATIONS, 0, cfg.eval_episodes, derive_seed(cfg.seed, "act", "eval-episodes")
+        run.eval_env,
+        run.folder / EVALUATIONS,
+        0,
+        cfg.eval_episodes,
+        derive_seed(cfg.seed, "act", "eval-episodes"),
     )
     record = {"imitation_agreement": round(float(fit["heldout_agreement"]), 4)}
-    return _finish(cfg, folder, stage, model, eval_env, evaluator, seconds, len(demos), record)
+    return _finish(run, model, evaluator, seconds, len(demos), record)
 
 
 def _check_reload(model: BaseAlgorithm, folder: Path, cfg: ActConfig, eval_env: VecEnv) -> int:

@@ -33,7 +33,7 @@ from darla.pipelines.stats import (
     ratio_ci,
     stratified_aggregate_ci,
 )
-from darla.pipelines.transfer import SAMPLED, SPLITS, read_act_config
+from darla.pipelines.transfer import SAMPLED, SPLITS, policy_reads, read_act_config
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +174,7 @@ def _with_features(data: dict[str, Any]) -> dict[str, Any]:
         cfg = read_act_config(Path(str(data["act"])))
     except (ArtifactError, ConfigError):
         return data
-    found = {k: str(cfg[k]) for k in ("feature_layer", "feature_head") if cfg.get(k) not in (None, "", "mlp")}
-    return {**data, **found}
+    return {**data, **policy_reads(cfg)}
 
 
 def load_run(run_dir: Path, folders: Sequence[Path] | None = None) -> list[RunResult]:

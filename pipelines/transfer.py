@@ -703,10 +703,16 @@ def describe_act(act_dir: Path, act_raw: dict[str, Any]) -> dict[str, Any]:
     }
     if act_raw.get("expert"):
         described["expert"] = str(act_raw["expert"])  # trained by cloning it, not by RL
-    for key in ("feature_layer", "feature_head"):  # what the policy reads, where it is not the default
-        if act_raw.get(key) not in (None, "", "mlp"):
-            described[key] = str(act_raw[key])
-    return described
+    return {**described, **policy_reads(act_raw)}
+
+
+def policy_reads(act_raw: dict[str, Any]) -> dict[str, str]:
+    """What a frozen policy reads (`feature_layer`, `feature_head`), where it is not the default."""
+    return {
+        k: str(act_raw[k])
+        for k in ("feature_layer", "feature_head")
+        if act_raw.get(k) not in (None, "", "mlp")
+    }
 
 
 def transfer_dir(cfg: TransferConfig) -> Path:
