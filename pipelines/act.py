@@ -34,7 +34,7 @@ from darla.agents.agent import (
     uses_feature_norm,
     with_feature_norm,
 )
-from darla.agents.config import ActConfig
+from darla.agents.config import ActConfig, readout_name
 from darla.agents.factory import (
     MODES,
     build_model,
@@ -90,13 +90,17 @@ def read_see(see: Path) -> dict[str, Any]:
 
 
 def method_name(cfg: ActConfig) -> str:
-    """The folder name under act/: the see folder's name, '-finetune' added, or 'pixels'."""
+    """The folder name under act/: the see folder's name ('@conv1+cnn' added for a frozen policy
+    reading an encoder layer), '-finetune' added, or 'pixels'."""
     if cfg.name:
         return cfg.name
     if cfg.mode == "pixels" or cfg.see is None:
         return "pixels"
     base = Path(cfg.see).name
-    return base if cfg.mode == "frozen" else f"{base}-{cfg.mode}"
+    if cfg.mode != "frozen":
+        return f"{base}-{cfg.mode}"
+    readout = readout_name(cfg.feature_layer, cfg.feature_head)
+    return f"{base}@{readout}" if readout else base
 
 
 def act_dir(cfg: ActConfig) -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from darla.agents.config import readout_name
 from darla.artifacts import atomic_save_figure, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
 from darla.errors import ArtifactError, ConfigError
@@ -133,7 +134,11 @@ def _custom_name(data: dict[str, Any]) -> str | None:
     if len(parts) < 4 or parts[-4] != "act":
         return None
     name, vision, mode = parts[-3], data.get("vision"), data.get("mode")
-    return None if name in {str(vision), f"{vision}-{mode}", "pixels"} else name
+    return None if name in {str(vision), f"{vision}-{mode}", f"{vision}@{_readout(data)}", "pixels"} else name
+
+
+def _readout(data: dict[str, Any]) -> str:
+    return readout_name(str(data.get("feature_layer") or ""), str(data.get("feature_head") or "mlp"))
 
 
 def method_label(data: dict[str, Any]) -> str:
@@ -143,10 +148,8 @@ def method_label(data: dict[str, Any]) -> str:
     evaluated with sampled actions only."""
     mode, algo, vision = data.get("mode"), data.get("algo"), data.get("vision")
     pixels = mode == "pixels" or vision in (None, "pixels")
-    if data.get("feature_layer"):
-        mode = f"{mode}@{data['feature_layer']}"
-    if data.get("feature_head"):
-        mode = f"{mode}+{data['feature_head']}"
+    if readout := _readout(data):
+        mode = f"{mode}@{readout}"
     name = _custom_name(data)
     base = f"{'pixels' if pixels else vision}[{name}]" if name else ("pixels" if pixels else str(vision))
     label = f"{base}/{algo}" if pixels else f"{base}/{mode}/{algo}"

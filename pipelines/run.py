@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from darla.agents.config import ActConfig
+from darla.agents.config import ActConfig, parse_readout, readout_name
 from darla.artifacts import DONE, StageDir, atomic_write_text
 from darla.cli import Command
 from darla.config import dump_yaml, from_dict, to_dict
@@ -82,6 +82,11 @@ class RunConfig:
     model_modes: dict[str, list[str]] = field(default_factory=dict)
     """per-model subset of `modes` (e.g. beta_vae='[frozen]' for an ablation without finetune);
     a model not named here gets every mode; entries for zoo models the run does not train are ignored"""
+    readouts: tuple[str, ...] = ()
+    """what the frozen policies read, one set of policies (and oracles) per entry: 'latent' (DARLA's
+    code), an encoder layer ('conv1', 'fc'), '+cnn' for a conv head on a layer's map ('conv1+cnn');
+    e.g. `--readouts latent conv1+cnn` compares them on the same vision model. Empty: act's
+    feature_layer and feature_head"""
     algos: tuple[str, ...] = ("ppo",)
     """RL algorithms"""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -127,6 +132,10 @@ class RunConfig:
                 raise ConfigError(f"run {name} must not repeat, got {list(values)}")
             for value in values:
                 registry.get(value)
+        if len(set(self.readouts)) != len(self.readouts):
+            raise ConfigError(f"run readouts must not repeat, got {list(self.readouts)}")
+        for spec in self.readouts:
+            parse_readout(spec)
         if self.probe_frames < 0 or 0 < self.probe_frames < 8:
             raise ConfigError(f"probe_frames must be 0 (no probe) or >= 8, got {self.probe_frames}")
         if self.jobs < 0:
@@ -155,6 +164,13 @@ class RunConfig:
                 f"none of the oracle modes {list(self.oracle_modes)} is one of the run's modes "
                 f"{list(self.modes)}: add one to --oracle-modes, or --no-oracle"
             )
+
+    @property
+    def planned_readouts(self) -> tuple[str, ...]:
+        """Readout names of the frozen policies ('' = the latent code, as `readout_name` gives)."""
+        if not self.readouts:
+            return (readout_name(self.act.feature_layer, self.act.feature_head),)
+        return tuple(readout_name(*parse_readout(spec)) for spec in self.readouts)
 
     @property
     def planned_oracle_modes(self) -> tuple[str, ...]:
@@ -379,7 +395,10 @@ def act_config(
     seed: int,
     out: Path,
     domains: tuple[str, ...] = (),
+    readout: str | None = None,
 ) -> ActConfig:
+    """The act config of one policy; `readout` (a frozen policy's, as `readout_name` gives it)
+    replaces the shared feature_layer and feature_head."""
     data = {
         **to_dict(cfg.act),
         "env": cfg.env,
@@ -393,6 +412,8 @@ def act_config(
     }
     if see_dir is None and cfg.act.size is None:
         data["size"] = cfg.see.size  # pixels sees the same frames as the vision models
+    if readout is not None:
+        data["feature_layer"], data["feature_head"] = parse_readout(readout or "latent")
     return from_dict(ActConfig, data)
 
 
@@ -404,10 +425,13 @@ class Policy:
     mode: str
     algo: str
     seed: int
+    readout: str | None = None
+    """what a frozen policy reads (`readout_name`: '' = the latent code); None for other modes"""
 
     @property
     def label(self) -> str:
-        method = f"{self.model}/{self.mode}" if self.model else self.mode
+        mode = f"{self.mode}@{self.readout}" if self.readout else self.mode
+        method = f"{self.model}/{mode}" if self.model else mode
         return f"{method}/{self.algo}/s{self.seed}"
 
 
@@ -420,8 +444,10 @@ def plan_policies(cfg: RunConfig, modes: tuple[str, ...], seeds: tuple[int, ...]
             models: tuple[str | None, ...] = (None,)
             if MODES.get(mode).needs_vision:
                 models = tuple(m for m in cfg.models if mode in cfg.model_modes.get(m, cfg.modes))
+            readouts = cfg.planned_readouts if MODES.get(mode).frozen_features else (None,)
             for model in models:
-                out.extend(Policy(model, mode, algo, seed) for seed in seeds)
+                for readout in readouts:
+                    out.extend(Policy(model, mode, algo, seed, readout) for seed in seeds)
     return out
 
 
@@ -499,6 +525,7 @@ def run_all(cfg: RunConfig) -> Path:
             seed=policy.seed,
             out=root,
             domains=domains,
+            readout=policy.readout,
         )
         acfg.threads = act_threads
         return StageJob(
@@ -582,9 +609,13 @@ def _act_done(acfg: ActConfig) -> bool:
 
 
 def match_oracle(policy: Policy, oracles: dict[Policy, Path]) -> Path | None:
-    """The oracle for a policy: same model, mode and algo (same seed if trained, else the first);
-    failing that, the first oracle of the same algo."""
-    same = [p for p in oracles if (p.model, p.mode, p.algo) == (policy.model, policy.mode, policy.algo)]
+    """The oracle for a policy: same model, mode, readout and algo (same seed if trained, else the
+    first); failing that, the first oracle of the same algo."""
+
+    def method(p: Policy) -> tuple[str | None, str, str | None, str]:
+        return (p.model, p.mode, p.readout, p.algo)
+
+    same = [p for p in oracles if method(p) == method(policy)]
     for p in same:
         if p.seed == policy.seed:
             return oracles[p]

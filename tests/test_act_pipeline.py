@@ -367,6 +367,8 @@ def test_feature_layer_feeds_the_policy_an_encoder_layer(
     vision = darla.vision.load(see_dir)
     before = parameter_hash(vision)
     folder = run_act(cfg)
+    # its own folder, so it does not replace the latent policy of the same model
+    assert folder.parent.parent.name == "beta_vae@conv1" and act_mod.act_dir(plain).parts[-3] == "beta_vae"
     # the policy reads the ReLU activations of conv1, flattened: 8 channels on an 8x8 grid at 32x32
     layer = LayerEncoder(vision, "conv1")
     assert layer.feature_dim == 8 * 8 * 8
@@ -432,8 +434,14 @@ def test_feature_head_cnn_reads_the_layer_as_a_map(
 
     described = describe_act(folder, read_act_config(folder))
     assert method_label(described) == "beta_vae/frozen@conv1+cnn/ppo"
+    assert folder.parent.parent.name == "beta_vae@conv1+cnn"  # the default name is not a custom one
     plain = describe_act(folder, {**read_act_config(folder), "feature_layer": "", "feature_head": "mlp"})
-    assert method_label(plain) == "beta_vae/frozen/ppo"
+    assert (
+        method_label({**plain, "act": str(tmp_path / "act" / "beta_vae" / "ppo" / "s0")})
+        == "beta_vae/frozen/ppo"
+    )
+    renamed = {**described, "act": str(tmp_path / "act" / "b8" / "ppo" / "s0")}
+    assert method_label(renamed) == "beta_vae[b8]/frozen@conv1+cnn/ppo"  # `--name` still shows
     # results written before transfer recorded it get it from the act config
     from darla.pipelines.report import _with_features
 

@@ -170,6 +170,58 @@ def test_plan_and_oracle_matching() -> None:
     ]
 
 
+def test_readouts_plan_one_policy_set_per_readout(tmp_path: Path) -> None:
+    """`--readouts latent conv1+cnn`: the frozen policies (and oracles) once per readout, each in its
+    own act folder with its own feature_layer and head; the other modes once."""
+    from darla.pipelines.act import act_dir
+    from darla.pipelines.run import act_config
+
+    data = {"models": ["beta_vae_dae"], "modes": ["frozen", "pixels"], "seeds": [0], "out": str(tmp_path)}
+    cfg = from_dict(RunConfig, {**data, "readouts": ["latent", "conv1+cnn"]})
+    plan = plan_policies(cfg, cfg.modes, cfg.seeds)
+    assert [p.label for p in plan] == [
+        "beta_vae_dae/frozen/ppo/s0",
+        "beta_vae_dae/frozen@conv1+cnn/ppo/s0",
+        "pixels/ppo/s0",
+    ]
+    see = tmp_path / "see" / "beta_vae_dae"
+    configs = [
+        act_config(cfg, see_dir=see, mode="frozen", algo="ppo", seed=0, out=tmp_path, readout=p.readout)
+        for p in plan[:2]
+    ]
+    assert [(c.feature_layer, c.feature_head) for c in configs] == [("", "mlp"), ("conv1", "cnn")]
+    assert [act_dir(c).parts[-3] for c in configs] == ["beta_vae_dae", "beta_vae_dae@conv1+cnn"]
+    # each readout is its own method: its oracle is the one of the same readout
+    oracles = {p: Path(f"/o/{p.label}") for p in plan_policies(cfg, ("frozen",), (0,))}
+    assert match_oracle(plan[1], oracles) == Path("/o/beta_vae_dae/frozen@conv1+cnn/ppo/s0")
+    assert match_oracle(plan[0], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")
+    # without readouts, act's own feature_layer is the one readout (and an unchanged plan by default)
+    shared = from_dict(RunConfig, {**data, "act": {"feature_layer": "fc"}})
+    assert plan_policies(shared, ("frozen",), (0,))[0].label == "beta_vae_dae/frozen@fc/ppo/s0"
+    default = from_dict(RunConfig, data)
+    assert plan_policies(default, ("frozen",), (0,))[0].label == "beta_vae_dae/frozen/ppo/s0"
+
+
+def test_readouts_run_end_to_end_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two readouts of one vision model through act, transfer and the report, as two methods."""
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--out", str(out), "--no-oracle", "--readouts", "latent", "conv0+cnn"]) == 0
+    entries = _entries(out, 0)
+    for label in ("beta_vae/frozen/ppo/s0", "beta_vae/frozen@conv0+cnn/ppo/s0"):
+        assert entries[("act", label)] == entries[("transfer", label)] == "ran"
+    head = json.loads((out / "transfer" / "beta_vae@conv0+cnn" / "ppo" / "s0" / "results.json").read_text())
+    assert (head["feature_layer"], head["feature_head"]) == ("conv0", "cnn")
+    assert "feature_layer" not in json.loads(
+        (out / "transfer" / "beta_vae" / "ppo" / "s0" / "results.json").read_text()
+    )
+    report = (out / "report" / "report.md").read_text()
+    assert "beta_vae/frozen@conv0+cnn/ppo" in report and "beta_vae/frozen/ppo" in report
+    # a readout the model lacks names the layers it has (the see stage is kept for the re-run)
+    capsys.readouterr()
+    assert main(["run", *TINY, "--out", str(out), "--no-oracle", "--readouts", "conv7"]) != 0
+    assert "'conv7'; did you mean 'conv1'? Valid choices: conv0, conv1, fc" in capsys.readouterr().err
+
+
 def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:
     """`--modes frozen` on a preset with frozen and pixel oracles trains the frozen oracle only, and
     with `--no-oracle` the oracle modes do not matter."""
@@ -188,6 +240,10 @@ def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:
         ({"modes": ["pixels"], "oracle_modes": ["frozen"]}, "none of the oracle modes \\['frozen'\\]"),
         ({"modes": ["pixels"], "oracle_modes": ["frozn"]}, "did you mean 'frozen'"),
         ({"env": "SeekAvoyd"}, "SeekAvoid"),
+        ({"readouts": ["latent", "conv1+cnnn"]}, "head of readout 'conv1\\+cnnn'.*did you mean 'cnn'"),
+        ({"readouts": ["latent+cnn"]}, "the cnn head reads a convolutional map"),
+        ({"readouts": ["+cnn"]}, "is not '<layer>' or '<layer>\\+<head>'"),
+        ({"readouts": ["conv1", "conv1"]}, "readouts must not repeat"),
         ({"jobs": -1}, "jobs must be >= 0"),
         ({"act": {"timesteps": 0}}, "timesteps"),
         ({"see": {"framez": 3}}, "did you mean .frames."),
