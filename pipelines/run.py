@@ -217,6 +217,9 @@ def _stop_workers(running: list[Future[Any]], tell: bool, grace: float = 60.0) -
 
 
 def _worker_init(level: str, parent_pid: int) -> None:
+    # _stop_workers interrupts a worker with SIGINT, so it must take it even when the command
+    # inherited SIGINT ignored (a script's `darla run ... &`): else no stage saves its checkpoint
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_logging(level)
     exit_with_parent(parent_pid)
 

@@ -14,7 +14,7 @@ import pytest
 
 WORKER_SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
     from functools import partial
     from pathlib import Path
 
@@ -37,6 +37,9 @@ WORKER_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         out = Path(sys.argv[1])
+        # SIGINT as a terminal's command has it, or ignored as in a script's background job
+        # (`darla run ... &`), which the workers inherit
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "background" else signal.default_int_handler)
         jobs = [StageJob("act", n, out / n, lambda: False, partial(work, str(out / n))) for n in "ab"]
         try:
             with sigterm_as_interrupt():
@@ -60,13 +63,18 @@ def _beats(out: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-@pytest.mark.parametrize("how", ["sigterm", "ctrl-c", "sigkill"])
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c", "sigkill", "sigterm-background"])
 def test_killed_run_leaves_no_worker_writing(tmp_path: Path, how: str) -> None:
+    """`sigterm-background`: a command started with SIGINT ignored still stops its stages with a
+    checkpoint (the workers take the SIGINT the stop sends them)."""
     script = tmp_path / "graph.py"
     script.write_text(WORKER_SCRIPT)
     out = tmp_path / "run"
     # its own session, so that Ctrl-C (SIGINT to the terminal's process group) reaches only it
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, start_new_session=True)
+    setting = "background" if how == "sigterm-background" else "terminal"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), setting], cwd=tmp_path, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not all((out / n / "beat").is_file() for n in "ab"):
@@ -78,7 +86,7 @@ def test_killed_run_leaves_no_worker_writing(tmp_path: Path, how: str) -> None:
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:
-            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+            proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
         rc = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
