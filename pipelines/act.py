@@ -511,21 +511,26 @@ class _Session:
             tensorboard_log=tensorboard_log,
         )
 
+    def saved_model(self, path: Path) -> BaseAlgorithm:
+        """A checkpoint reloaded with the same policy description `new_model` builds from."""
+        cfg = self.cfg
+        return load_model(
+            path,
+            cfg.algo,
+            cfg.mode,
+            cfg.hparams,
+            vision_checkpoint=cfg.vision_checkpoint,
+            feature_map=self.feature_map,
+            env=self.venv,
+            device=self.device,
+        )
+
 
 def _train(run: _Session, resume_at: int | None) -> Path:
     cfg, folder = run.cfg, run.folder
     cfg_hash = config_hash(cfg)
     if resume_at is not None:
-        model = load_model(
-            folder / CHECKPOINT,
-            cfg.algo,
-            cfg.mode,
-            cfg.hparams,
-            vision_checkpoint=cfg.vision_checkpoint,
-            feature_map=run.feature_map,
-            env=run.venv,
-            device=run.device,
-        )
+        model = run.saved_model(folder / CHECKPOINT)
         model.tensorboard_log = str(folder / "tb")
         if isinstance(model, OffPolicyAlgorithm) and (folder / CHECKPOINT_BUFFER).is_file():
             model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
