@@ -208,17 +208,9 @@ class LayerEncoder(torch.nn.Module):
 
     def __init__(self, base: VisionModel, layer: str) -> None:
         super().__init__()
-        names = getattr(base, "layer_names", None)
-        # the encoder's hidden layers: those before the latent code (which is the default features)
-        all_names = list(names()) if callable(names) else []
-        layers = all_names[: all_names.index("latent")] if "latent" in all_names else []
-        if layer not in layers:
-            from darla.registry import unknown_name_message
+        from darla.vision.base import require_encoder_layer
 
-            what = f"encoder layer of {type(base).__name__}"
-            if not layers:
-                raise ConfigError(f"{type(base).__name__} has no named encoder layers to read features from")
-            raise ConfigError(unknown_name_message(what, layer, layers))
+        require_encoder_layer(base, layer)
         self.base = base
         self.layer = layer
         h, w, c = base.image_shape

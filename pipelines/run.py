@@ -454,6 +454,29 @@ def plan_policies(cfg: RunConfig, modes: tuple[str, ...], seeds: tuple[int, ...]
     return out
 
 
+def check_readout_layers(cfg: RunConfig) -> None:
+    """Every frozen readout that names a layer names one its vision model has, checked on an
+    untrained build of the model before any stage runs, so that a typo fails at once instead of
+    after the see stage. Models built on another run model's `base` (iin, scan) are checked when
+    act loads them: their layers are the base's, which is not trained yet."""
+    import torch
+
+    from darla.vision.base import build, require_encoder_layer
+
+    layers: dict[str, set[str]] = {}
+    for policy in plan_policies(cfg, cfg.modes, cfg.seeds[:1]):
+        if policy.model and policy.readout:
+            layers.setdefault(policy.model, set()).add(parse_readout(policy.readout)[0])
+    for model, wanted in layers.items():
+        if _base_of(cfg, model) is not None:
+            continue
+        scfg = see_config(cfg, model)
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: keep the run's RNG
+            vision = build(model, image_shape=(scfg.size, scfg.size, 3), **scfg.effective_params())
+        for layer in sorted(wanted):
+            require_encoder_layer(vision, layer)
+
+
 # ----------------------------------------------------------------------------- the run
 def run_all(cfg: RunConfig) -> Path:
     """Run (or resume, or skip) every stage; returns the run folder."""
@@ -462,6 +485,7 @@ def run_all(cfg: RunConfig) -> Path:
     from darla.pipelines.act import act_dir, run_act
     from darla.pipelines.see import run_see
 
+    check_readout_layers(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RUN_CONFIG, dump_yaml(cfg))

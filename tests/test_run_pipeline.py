@@ -16,7 +16,13 @@ import darla.pipelines.act as act_mod
 from darla.cli import main
 from darla.config import from_dict, load_yaml
 from darla.errors import ConfigError
-from darla.pipelines.run import RunConfig, match_oracle, plan_policies, read_run_log
+from darla.pipelines.run import (
+    RunConfig,
+    check_readout_layers,
+    match_oracle,
+    plan_policies,
+    read_run_log,
+)
 
 TINY = [
     "--env", "SeekAvoid",
@@ -216,10 +222,37 @@ def test_readouts_run_end_to_end_from_the_cli(tmp_path: Path, capsys: pytest.Cap
     )
     report = (out / "report" / "report.md").read_text()
     assert "beta_vae/frozen@conv0+cnn/ppo" in report and "beta_vae/frozen/ppo" in report
-    # a readout the model lacks names the layers it has (the see stage is kept for the re-run)
+    # a readout the model lacks names the layers it has, before the run touches its folder
     capsys.readouterr()
+    before = (out / "run.yaml").read_text()
     assert main(["run", *TINY, "--out", str(out), "--no-oracle", "--readouts", "conv7"]) != 0
     assert "'conv7'; did you mean 'conv1'? Valid choices: conv0, conv1, fc" in capsys.readouterr().err
+    assert (out / "run.yaml").read_text() == before
+
+
+def test_readout_layer_the_model_lacks_fails_before_any_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown layer is caught on an untrained build of the model, not after minutes of see; the
+    global RNG the stages draw from is left as it was."""
+    import torch
+
+    out = tmp_path / "run"
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    argv = ["run", *TINY, "--out", str(out), "--no-oracle", "--readouts", "latent", "conv7+cnn"]
+    assert main(argv) != 0
+    assert "'conv7'; did you mean 'conv1'? Valid choices: conv0, conv1, fc" in capsys.readouterr().err
+    assert not out.exists()
+    assert torch.equal(torch.rand(4), expected)
+    # the check builds each model with the run's params: beta_vae_dae at the preset's 4 convs has a
+    # conv3, one with two conv layers does not; act's own feature_layer is checked the same way
+    data = {"models": ["beta_vae_dae"], "modes": ["frozen"], "seeds": [0], "out": str(out)}
+    check_readout_layers(from_dict(RunConfig, {**data, "readouts": ["latent", "conv3+cnn", "fc"]}))
+    two = {"see": {"params": {"channels": [8, 8]}}, "act": {"feature_layer": "conv3"}}
+    with pytest.raises(ConfigError, match=r"'conv3'.*Valid choices: conv0, conv1, fc"):
+        check_readout_layers(from_dict(RunConfig, {**data, **two}))
 
 
 def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:

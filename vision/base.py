@@ -403,5 +403,26 @@ def build(name: str, image_shape: Any = (64, 64, 3), **params: Any) -> VisionMod
     return cls(cfg, image_shape)
 
 
+def encoder_layers(model: nn.Module) -> list[str]:
+    """The encoder's hidden layers a frozen policy can read instead of the latent code: the named
+    layers before 'latent' (none for a model without named layers)."""
+    names = getattr(model, "layer_names", None)
+    all_names = list(names()) if callable(names) else []
+    return all_names[: all_names.index("latent")] if "latent" in all_names else []
+
+
+def require_encoder_layer(model: nn.Module, layer: str) -> None:
+    """A ConfigError naming the layers `model` has, unless `layer` is one of its encoder layers."""
+    layers = encoder_layers(model)
+    if layer in layers:
+        return
+    kind = type(model).__name__
+    if not layers:
+        raise ConfigError(f"{kind} has no named encoder layers to read features from")
+    from darla.registry import unknown_name_message
+
+    raise ConfigError(unknown_name_message(f"encoder layer of {kind}", layer, layers))
+
+
 def config_fields(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODELS.get(name).config_cls)]
