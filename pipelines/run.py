@@ -95,7 +95,8 @@ class RunConfig:
     """also train oracles (the same agents on the target domains) as the transfer ceiling"""
     oracle_modes: tuple[str, ...] = ()
     """modes that get an oracle (default: every mode; modes the run does not train are left out); a
-    method without one uses the first oracle of its algo"""
+    method without one uses an oracle of its algo whose features train as its own do (finetune:
+    the pixels oracle), else the first of its algo"""
     oracle_seeds: tuple[int, ...] = ()
     """seeds of the oracles (default: the first of `seeds`)"""
     probe_frames: int = 400
@@ -637,7 +638,11 @@ def _act_done(acfg: ActConfig) -> bool:
 
 def match_oracle(policy: Policy, oracles: dict[Policy, Path]) -> Path | None:
     """The oracle for a policy: same model, mode, readout and algo (same seed if trained, else the
-    first); failing that, the first oracle of the same algo."""
+    first). Failing that, an oracle of the same algo whose features are as trainable as the
+    policy's (finetune has no finetune oracle: the end-to-end pixels oracle is its ceiling, not a
+    frozen one that its own target return can pass), preferring the same vision model; failing
+    that, the first oracle of the same algo."""
+    from darla.agents import MODES
 
     def method(p: Policy) -> tuple[str | None, str, str | None, str]:
         return (p.model, p.mode, p.readout, p.algo)
@@ -648,10 +653,13 @@ def match_oracle(policy: Policy, oracles: dict[Policy, Path]) -> Path | None:
             return oracles[p]
     if same:
         return oracles[same[0]]
-    for p, path in oracles.items():
-        if p.algo == policy.algo:
-            return path
-    return None
+    frozen = MODES.get(policy.mode).frozen_features
+    candidates = [p for p in oracles if p.algo == policy.algo]
+    ranked = sorted(
+        candidates,
+        key=lambda p: (MODES.get(p.mode).frozen_features != frozen, p.model != policy.model),
+    )
+    return oracles[ranked[0]] if ranked else None
 
 
 def _command(cfg: RunConfig) -> dict[str, Any]:

@@ -160,6 +160,16 @@ def test_plan_and_oracle_matching() -> None:
     assert match_oracle(plan[1], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # same method, seed 0
     assert match_oracle(plan[3], oracles) == Path("/o/beta_vae_dae/frozen/ppo/s0")  # fallback: same algo
     assert match_oracle(plan[0], {}) is None
+    # the quick preset's oracles (frozen, pixels): finetune's ceiling is the end-to-end pixels
+    # oracle, not the frozen one (which its own target return passes); frozen keeps its own
+    three = from_dict(RunConfig, {"models": ["beta_vae_dae"], "modes": ["frozen", "finetune", "pixels"]})
+    quick = {p: Path(f"/o/{p.label}") for p in plan_policies(three, ("frozen", "pixels"), (0,))}
+    by_mode = {p.mode: p for p in plan_policies(three, three.modes, (1,))}
+    assert match_oracle(by_mode["finetune"], quick) == Path("/o/pixels/ppo/s0")
+    assert match_oracle(by_mode["frozen"], quick) == Path("/o/beta_vae_dae/frozen/ppo/s0")
+    assert match_oracle(by_mode["pixels"], quick) == Path("/o/pixels/ppo/s0")
+    frozen_only = {p: v for p, v in quick.items() if p.mode == "frozen"}
+    assert match_oracle(by_mode["finetune"], frozen_only) == Path("/o/beta_vae_dae/frozen/ppo/s0")
     ablation = from_dict(
         RunConfig,
         {
