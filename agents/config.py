@@ -35,7 +35,7 @@ def readout_name(layer: str, head: str) -> str:
 def parse_readout(spec: str) -> tuple[str, str]:
     """'conv1+cnn' -> ('conv1', 'cnn'), 'conv1' -> ('conv1', 'mlp'), 'latent' -> ('', 'mlp'): the
     `feature_layer` and `feature_head` of a readout named as `readout_name` names it. Layer names are
-    the vision model's, checked when act loads it."""
+    the vision model's, checked by `darla run` before any stage and by act when it loads the model."""
     layer, plus, head = spec.partition("+")
     if not layer or (plus and not head):
         raise ConfigError(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from darla.agents.config import ActConfig, parse_readout, readout_name
+from darla.agents.config import LATENT, ActConfig, parse_readout, readout_name
 from darla.artifacts import DONE, StageDir, atomic_write_text
 from darla.cli import Command
 from darla.config import dump_yaml, from_dict, to_dict
@@ -417,7 +417,7 @@ def act_config(
     if see_dir is None and cfg.act.size is None:
         data["size"] = cfg.see.size  # pixels sees the same frames as the vision models
     if readout is not None:
-        data["feature_layer"], data["feature_head"] = parse_readout(readout or "latent")
+        data["feature_layer"], data["feature_head"] = parse_readout(readout or LATENT)
     return from_dict(ActConfig, data)
 
 
