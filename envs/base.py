@@ -346,6 +346,10 @@ class DomainRoomEnv(MiniWorldEnv):
                 out.append(o)
         return out
 
+    def in_view(self) -> bool:
+        """Whether the frame shows an object (frame collection records how often it does)."""
+        return bool(self.objects_in_view())
+
     # ------------------------------------------------------------------ rendering
     def _object_list(self, ent: ColorBox) -> int:
         key = ("object", ent.kind, ent.color)

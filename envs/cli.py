@@ -93,7 +93,6 @@ class EnvsShowConfig:
 def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
     """(domain names, frames (rows, frames, H, W, 3)): the same episodes in every domain."""
     from darla.envs import get_family
-    from darla.envs.policies import SeekPolicy
 
     fam = get_family(cfg.env)
     names = list(fam.resolve_domains(list(cfg.domain) if cfg.domain else ["all"]))
@@ -104,7 +103,7 @@ def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
             for c in range(cfg.frames):
                 episode_seed = derive_seed(cfg.seed, "show", c)
                 obs, _ = env.reset(seed=episode_seed, options={"domain": name})
-                policy, rng = SeekPolicy(epsilon=0.1), np.random.default_rng(episode_seed)
+                policy, rng = fam.show_policy(), np.random.default_rng(episode_seed)
                 policy.reset(env, rng)
                 for _ in range(3 * c):
                     obs, *_ = env.step(policy.act(env, rng))

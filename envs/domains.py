@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from darla.config import from_dict, to_dict
 from darla.errors import ConfigError
@@ -146,19 +146,50 @@ class DomainSpec:
         return dict(to_dict(self))
 
 
-def spec_from(value: DomainSpec | Mapping[str, Any]) -> DomainSpec:
-    """A validated spec from a spec or a mapping (bad keys/values -> ConfigError)."""
-    if isinstance(value, DomainSpec):
-        value.validate()
-        return value
+def spec_from(value: Any, cls: type = DomainSpec) -> Any:
+    """A validated spec of dataclass `cls` from a spec or a mapping (bad keys/values -> ConfigError)."""
+    if isinstance(value, cls):
+        spec: Any = value
+        spec.validate()
+        return spec
     if isinstance(value, Mapping):
-        return from_dict(DomainSpec, dict(value), where="domain")
-    raise ConfigError(f"expected a domain name, DomainSpec or mapping, got {type(value).__name__}: {value!r}")
+        return from_dict(cls, dict(value), where="domain")
+    raise ConfigError(
+        f"expected a domain name, {cls.__name__} or mapping, got {type(value).__name__}: {value!r}"
+    )
 
 
-def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[str, ...]]) -> None:
+SPLIT_RULES = ("recombine", "held_out")
+"""How a family's target split relates to its sources. `recombine` (DARLA's): a target shows only
+values some source shows, in a new combination; ood shows a value no source has. `held_out` (shift
+suites, colour variants): a target shows values no source has (held-out levels of the same kind),
+and ood shows values beyond every target (the strongest levels)."""
+
+
+class Domain(Protocol):
+    """What a family's domain spec offers, whatever it changes (room textures, MuJoCo colours, a
+    pixel shift): a name, a difficulty, its factor values, and a dict form for caches and configs."""
+
+    name: str
+    difficulty: int | float
+    description: str
+
+    def validate(self) -> None: ...
+
+    def factors(self) -> dict[str, Any]: ...
+
+    def combination(self) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def check_splits(
+    domains: Mapping[str, Domain], splits: Mapping[str, tuple[str, ...]], rule: str = "recombine"
+) -> None:
     """Every split names known domains, every domain sits in exactly one split, and no target or
-    ood domain repeats a source combination (else "transfer" would be measured on seen data)."""
+    ood domain repeats a source combination (else "transfer" would be measured on seen data);
+    then the family's `rule` (SPLIT_RULES) on which factor values targets and ood may show."""
+    check_choice("split rule", rule, list(SPLIT_RULES))
     if set(splits) != set(SPLITS):
         raise ConfigError(f"splits must be exactly {SPLITS}, got {tuple(splits)}")
     seen: dict[str, str] = {}
@@ -176,12 +207,15 @@ def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[s
         for name in splits[split]:
             if domains[name].combination() in source:
                 raise ConfigError(f"{split} domain {name!r} repeats a source combination")
-    # DARLA's premise: a target is a new combination of values the sources showed; a domain with a
-    # value no source has tests something else (out of distribution) and belongs to `ood`
     shown: dict[str, set[Any]] = {}
     for n in splits["source"]:
         for factor, value in domains[n].factors().items():
             shown.setdefault(factor, set()).add(value)
+    if rule == "held_out":
+        _check_held_out(domains, splits, shown)
+        return
+    # DARLA's premise: a target is a new combination of values the sources showed; a domain with a
+    # value no source has tests something else (out of distribution) and belongs to `ood`
     for split in ("target", "ood"):
         for name in splits[split]:
             unseen = {f: v for f, v in domains[name].factors().items() if v not in shown.get(f, set())}
@@ -194,3 +228,24 @@ def check_splits(domains: Mapping[str, DomainSpec], splits: Mapping[str, tuple[s
                 raise ConfigError(
                     f"ood domain {name!r} only recombines values seen in the sources: put it in 'target'"
                 )
+
+
+def _check_held_out(
+    domains: Mapping[str, Domain], splits: Mapping[str, tuple[str, ...]], shown: dict[str, set[Any]]
+) -> None:
+    """`held_out`: every target and ood domain shows a value no source has, and every ood domain is
+    harder than every target (its `difficulty` is higher): ood is the strongest shift."""
+    for split in ("target", "ood"):
+        for name in splits[split]:
+            if all(v in shown.get(f, set()) for f, v in domains[name].factors().items()):
+                raise ConfigError(
+                    f"{split} domain {name!r} only shows factor values the sources show: a held-out "
+                    "split needs values no source has"
+                )
+    hardest_target = max((domains[n].difficulty for n in splits["target"]), default=None)
+    for name in splits["ood"]:
+        if hardest_target is not None and domains[name].difficulty <= hardest_target:
+            raise ConfigError(
+                f"ood domain {name!r} (difficulty {domains[name].difficulty}) is no harder than the "
+                f"hardest target ({hardest_target}): ood must be the strongest shift"
+            )

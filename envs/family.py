@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium
 
 from darla.envs.domains import SPLITS, DomainSpec, check_splits, spec_from
+from darla.envs.policies import ROOM_POLICIES, Policy, show_seek
 from darla.errors import ConfigError
 from darla.registry import Registry, check_choice
 
@@ -25,26 +26,44 @@ class EnvFamily:
     gym_id: str
     entry_point: str
     """`module:Class` of the gymnasium env (a DomainRoomEnv subclass)."""
-    domains: dict[str, DomainSpec]
+    domains: dict[str, Any]
+    """name -> domain spec (a `Domain`: a frozen dataclass of `domain_cls`)"""
     splits: dict[str, tuple[str, ...]]
     description: str = ""
     env_defaults: dict[str, Any] = field(default_factory=dict)
     ground_truth_factory: Callable[[EnvFamily, int], GroundTruth] | None = None
     """Builds the family's ground truth; None: a room family's (`RoomGroundTruth`)."""
+    domain_cls: type = DomainSpec
+    """The dataclass of this family's domain specs (a custom domain given as a mapping becomes one)."""
+    split_rule: str = "recombine"
+    """How targets relate to sources (`SPLIT_RULES`): recombine (DARLA) or held_out (shift levels)."""
+    collect_policies: dict[str, Callable[[], Policy]] = field(default_factory=lambda: dict(ROOM_POLICIES))
+    """Frame-collection policies by name (see's `policy`); every family offers `random` and `mixed`
+    (its default: task-directed behaviour mixed with random, so frames show what matters)."""
+    show_policy: Callable[[], Policy] = show_seek
+    """What `darla envs show` plays before taking its frames."""
 
     def __post_init__(self) -> None:
         for name, spec in self.domains.items():
             if spec.name != name:
                 raise ConfigError(f"domain registered as {name!r} is named {spec.name!r}")
             spec.validate()
-        check_splits(self.domains, self.splits)
+        check_splits(self.domains, self.splits, self.split_rule)
+        for required in ("random", "mixed"):
+            if required not in self.collect_policies:
+                raise ConfigError(f"env family {self.name!r} must offer a {required!r} collection policy")
 
-    def domain(self, name_or_spec: str | DomainSpec | Mapping[str, Any]) -> DomainSpec:
-        """A named domain, or a validated custom spec (dict or DomainSpec)."""
+    def domain(self, name_or_spec: str | Mapping[str, Any] | Any) -> Any:
+        """A named domain, or a validated custom spec (a mapping or a `domain_cls` instance)."""
         if isinstance(name_or_spec, str):
             check_choice(f"{self.name} domain", name_or_spec, list(self.domains))
             return self.domains[name_or_spec]
-        return spec_from(name_or_spec)
+        return spec_from(name_or_spec, self.domain_cls)
+
+    def collect_policy(self, name: str) -> Policy:
+        """A fresh frame-collection policy of this family."""
+        check_choice(f"{self.name} collection policy", name, sorted(self.collect_policies))
+        return self.collect_policies[name]()
 
     def split_of(self, domain: str) -> str:
         check_choice(f"{self.name} domain", domain, list(self.domains))
@@ -81,7 +100,7 @@ class EnvFamily:
 
     def make(
         self,
-        domain: str | DomainSpec | Mapping[str, Any],
+        domain: str | Mapping[str, Any] | Any,
         *,
         seed: int | None = None,
         size: int = 64,

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +32,6 @@ from darla.artifacts import atomic_write_json, read_json
 from darla.errors import ArtifactError, ConfigError
 from darla.log import progress
 from darla.seeding import derive_seed
-
-if TYPE_CHECKING:
-    from darla.envs.base import DomainRoomEnv
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +121,6 @@ _WORKER_ENVS: dict[tuple[Any, ...], Any] = {}  # per process: one env reused acr
 def _collect_chunk(folder: str, request: dict[str, Any], chunk: tuple[int, int, int, int]) -> tuple[int, int]:
     """Fill frames[start:stop] of `folder`; returns (chunk start, frames with an object in view)."""
     from darla.envs.family import get_family
-    from darla.envs.policies import make_policy
 
     start, stop, domain_index, chunk_seed = chunk
     family = get_family(request["family"])
@@ -133,10 +129,10 @@ def _collect_chunk(folder: str, request: dict[str, Any], chunk: tuple[int, int, 
     if env is None:
         env = family.make(request["domains"][0], seed=0, size=request["size"], **request["env_params"])
         _WORKER_ENVS[key] = env
-    raw: DomainRoomEnv = env.unwrapped
+    raw: Any = env.unwrapped
     gt = family.ground_truth(request["size"])
     domain = request["domains"][domain_index]
-    policy = make_policy(request["policy"])
+    policy = family.collect_policy(request["policy"])
     rng = np.random.default_rng(chunk_seed)
     path = Path(folder)
     frames = np.load(path / "frames.npy", mmap_mode="r+")
@@ -151,7 +147,7 @@ def _collect_chunk(folder: str, request: dict[str, Any], chunk: tuple[int, int, 
         if t % stride == 0:
             frames[i] = obs
             factors[i] = gt.label(raw)
-            in_view[i] = bool(raw.objects_in_view())
+            in_view[i] = bool(raw.in_view()) if hasattr(raw, "in_view") else False
             i += 1
         obs, _, terminated, truncated, _ = raw.step(policy.act(raw, rng))
         t += 1
@@ -188,11 +184,10 @@ def collect_frames(
     """Collect `n` frames spread evenly over `domains` (names or split names), or reuse the
     cached collection of the same request. `workers` processes write into one memmap."""
     from darla.envs.family import get_family
-    from darla.envs.policies import POLICIES
 
     fam = get_family(family)
     names = fam.resolve_domains(list(domains) if not isinstance(domains, str) else domains)
-    POLICIES.get(policy)
+    fam.collect_policy(policy)  # a clear error for a policy the family does not offer
     if n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
     if episode_steps < 1 or stride < 1:

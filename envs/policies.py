@@ -8,29 +8,30 @@ state) and walks to it; `mixed` (the default) picks one of the two per episode.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-
-from darla.registry import Registry
 
 if TYPE_CHECKING:
     from darla.envs.base import ColorBox, DomainRoomEnv
 
 
 class Policy(Protocol):
-    def reset(self, env: DomainRoomEnv, rng: np.random.Generator) -> None: ...
+    """A frame-collection policy: it may read the env's privileged state (it is not learned)."""
 
-    def act(self, env: DomainRoomEnv, rng: np.random.Generator) -> int: ...
+    def reset(self, env: Any, rng: np.random.Generator) -> None: ...
+
+    def act(self, env: Any, rng: np.random.Generator) -> int: ...
 
 
 class RandomPolicy:
-    """Uniform random actions."""
+    """Uniform random actions (any env with a discrete action space)."""
 
-    def reset(self, env: DomainRoomEnv, rng: np.random.Generator) -> None:
+    def reset(self, env: Any, rng: np.random.Generator) -> None:
         return None
 
-    def act(self, env: DomainRoomEnv, rng: np.random.Generator) -> int:
+    def act(self, env: Any, rng: np.random.Generator) -> int:
         return int(rng.integers(env.action_space.n))
 
 
@@ -84,12 +85,14 @@ class MixedPolicy:
         return self.current.act(env, rng)
 
 
-POLICIES: Registry[type] = Registry("collection policy")
-POLICIES.register("random", RandomPolicy)
-POLICIES.register("seek", SeekPolicy)
-POLICIES.register("mixed", MixedPolicy)
+ROOM_POLICIES: dict[str, Callable[[], Policy]] = {
+    "random": RandomPolicy,
+    "seek": SeekPolicy,
+    "mixed": MixedPolicy,
+}
+"""The collection policies of a room family (`EnvFamily.collect_policies`)."""
 
 
-def make_policy(name: str) -> Policy:
-    policy: Policy = POLICIES.get(name)()
-    return policy
+def show_seek() -> Policy:
+    """What `darla envs show` plays in a room: walk to an object, so the frames show one."""
+    return SeekPolicy(epsilon=0.1)

@@ -210,6 +210,29 @@ def test_check_splits_rejects_unseen_target_values_and_seen_only_ood() -> None:
         check_splits(domains, {"source": ("a", "b", "b_wall"), "target": (), "ood": ("ab", "lit")})
 
 
+def test_check_splits_held_out_rule_wants_new_values_and_ood_strongest() -> None:
+    """Shift suites: targets are held-out levels (new values), ood the strongest; the recombine rule
+    would refuse the same split."""
+    a = DomainSpec("a")
+    lit = {
+        name: a.replace(name=name, light_color=(v, v, v), difficulty=d)
+        for name, v, d in (("l1", 0.6, 1), ("l2", 0.5, 2), ("l3", 0.3, 3))
+    }
+    marble = a.replace(name="m", wall_tex="marble")
+    recombined = lit["l1"].replace(name="m_l1", wall_tex="marble", difficulty=2)
+    domains = {"a": a, "m": marble, **lit}
+    split = {"source": ("a", "m", "l1"), "target": ("l2",), "ood": ("l3",)}
+    check_splits(domains, split, "held_out")
+    with pytest.raises(ConfigError, match="no source domain has"):
+        check_splits(domains, split)
+    with pytest.raises(ConfigError, match="'m_l1' only shows factor values the sources show"):
+        check_splits({**domains, "m_l1": recombined}, {**split, "target": ("l2", "m_l1")}, "held_out")
+    with pytest.raises(ConfigError, match="ood must be the strongest shift"):
+        check_splits(domains, {**split, "target": ("l3",), "ood": ("l2",)}, "held_out")
+    with pytest.raises(UnknownNameError, match="recombine"):
+        check_splits(domains, split, "combine")
+
+
 def test_object_sets_are_balanced() -> None:
     """SeekAvoid: within every domain good and bad differ in colour only."""
     fam = E.get_family("SeekAvoid")
