@@ -182,5 +182,20 @@ def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent
         feature_map=policy_feature_map(cfg, vision),
         device=dev,
     )
+    expected = _observation_shape(cfg, vision)
+    if tuple(model.observation_space.shape) != expected:
+        raise ArtifactError(
+            f"{path / POLICY} reads observations of shape {tuple(model.observation_space.shape)}, but its "
+            f"config ({cfg.mode} on {'frames' if vision is None else 'the vision model'}) gives {expected}"
+        )
     model.policy.set_training_mode(False)
     return Agent(cfg, model, vision, path)
+
+
+def _observation_shape(cfg: ActConfig, vision: Encoder | None) -> tuple[int, ...]:
+    """What the policy of `cfg` reads: a feature vector (frozen), or channel-first frames."""
+    if MODES.get(cfg.mode).frozen_features:
+        assert vision is not None
+        return (int(vision.feature_dim),)
+    size = int(cfg.size or 64)
+    return (3, size, size)

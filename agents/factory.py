@@ -1,7 +1,7 @@
 """Algorithm x mode: build (or reload) an SB3 model whose policy sees a vision model's features.
 
-Two registries instead of if/elif chains: `ALGOS` (ppo, a2c, dqn) says which SB3 class to build and
-whether it keeps a replay buffer; `MODES` (frozen, finetune, pixels) says how frames reach the policy
+Two registries instead of if/elif chains: `ALGOS` (ppo, a2c, dqn, mfec; `darla.agents.algos`) says
+which class to build and how it is saved; `MODES` (frozen, finetune, pixels) says how frames reach the policy
 (env wrapper, policy type and kwargs, what to do after the policy is built, how to prepare raw frames
 for `predict`). Hyperparameters come from `hyperparams/<algo>.yaml` per env family (rl-baselines3-zoo
 style) and are checked against the algorithm's constructor, so a typo is an error, not a no-op.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from stable_baselines3 import A2C, DQN, PPO
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
@@ -32,6 +31,7 @@ from darla.config import merge
 from darla.errors import ConfigError
 from darla.registry import Registry, unknown_name_message
 
+from .algos import ALGOS, AlgoSpec
 from .features import (
     Encoder,
     EncoderExtractor,
@@ -44,22 +44,6 @@ from .features import (
 
 logger = logging.getLogger(__name__)
 
-
-# ----------------------------------------------------------------------------- algorithms
-@dataclass(frozen=True)
-class AlgoSpec:
-    """An RL algorithm: its SB3 class and whether a checkpoint must also hold a replay buffer."""
-
-    name: str
-    cls: type[BaseAlgorithm]
-    off_policy: bool
-
-
-ALGOS: Registry[AlgoSpec] = Registry("algorithm")
-AGENTS = ALGOS  # the contract's other name for the same registry
-ALGOS.register("ppo", AlgoSpec("ppo", PPO, off_policy=False))
-ALGOS.register("a2c", AlgoSpec("a2c", A2C, off_policy=False))
-ALGOS.register("dqn", AlgoSpec("dqn", DQN, off_policy=True))
 
 # set by the act stage itself, never by hyperparameter files
 RESERVED = frozenset(
@@ -348,10 +332,49 @@ def load_model(
     *,
     vision_checkpoint: str | None = None,
     feature_map: tuple[int, ...] | None = None,
-    env: VecEnv | None = None,
     device: str = "cpu",
-) -> BaseAlgorithm:
-    """Reload a saved model; the policy kwargs are rebuilt (the vision checkpoint may have moved)."""
+) -> Any:
+    """A finished policy, rebuilt from darla's own description (algo, mode, hyperparameters, the spaces
+    recorded in the file) with only its tensors read from the file: nothing in it is unpickled."""
     spec = ALGOS.get(algo)
-    custom = {"policy_kwargs": policy_kwargs(algo, mode, hparams, vision_checkpoint, feature_map)}
-    return spec.cls.load(str(path), env=env, device=device, custom_objects=custom)
+
+    def skeleton(observation_space: spaces.Space, action_space: spaces.Space) -> Any:
+        return _skeleton(
+            spec, mode, hparams, vision_checkpoint, feature_map, device, observation_space, action_space
+        )
+
+    return spec.persistence.load_policy(Path(path), skeleton)
+
+
+def _skeleton(
+    spec: AlgoSpec,
+    mode: str,
+    hparams: dict[str, Any],
+    vision_checkpoint: str | None,
+    feature_map: tuple[int, ...] | None,
+    device: str,
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+) -> BaseAlgorithm:
+    """An untrained SB3 model of this description for these spaces, with no env: SB3's own loading
+    path (`_init_setup_model=False`, spaces set, then `_setup_model`). A replay buffer is not part of
+    a policy, so an off-policy model gets a one-row buffer instead of allocating the training one."""
+    kwargs = {k: v for k, v in hparams.items() if k != "policy_kwargs"}
+    if spec.off_policy:
+        kwargs["buffer_size"] = 1
+    try:
+        model = spec.cls(
+            MODES.get(mode).policy,
+            None,
+            policy_kwargs=policy_kwargs(spec.name, mode, hparams, vision_checkpoint, feature_map),
+            device=device,
+            verbose=0,
+            _init_setup_model=False,
+            **kwargs,
+        )
+    except TypeError as exc:
+        raise ConfigError(f"bad hyperparameters for {spec.name}: {exc}") from None
+    model.observation_space, model.action_space, model.n_envs = observation_space, action_space, 1
+    model._setup_model()
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model

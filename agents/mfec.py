@@ -37,6 +37,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecEnv
 
+from darla.agents.persist import TrainingState, capture_rngs, restore_rngs
 from darla.artifacts import atomic_save
 from darla.errors import ArtifactError, ConfigError
 from darla.registry import check_choice
@@ -625,6 +626,58 @@ class MFEC:
         log.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         log.dump(self.num_timesteps)
 
+    # ------------------------------------------------------------------------ training state
+    def capture_state(self) -> TrainingState:
+        """Everything that decides the rest of a run (tables, clock, generator, the episodes in
+        progress, the last observations), so that a resumed run is the unbroken one. MFEC's loop has
+        no rollout buffer: any step between two `learn` iterations is a boundary."""
+        state = TrainingState()
+        state.meta.update(
+            header=self._header(),
+            rng=dict(self._rng.bit_generator.state),
+            ep_info_buffer=list(self.ep_info_buffer),
+            trajectories=[len(t) for t in self._trajectories],
+        )
+        if self.projection is not None:
+            state.arrays["projection"] = self.projection
+        for a, table in enumerate(self.tables):
+            state.arrays.update(table.state(f"a{a}_"))
+            state.arrays[f"a{a}_sqnorms"] = table.sqnorms[: table.size].copy()
+        state.arrays["last_obs"] = np.asarray(self._last_obs)
+        for i, trajectory in enumerate(self._trajectories):
+            keys = np.stack([k for k, _, _ in trajectory]) if trajectory else np.zeros((0, self.key_dim))
+            state.arrays[f"traj{i}_keys"] = keys.astype(np.float32)
+            state.arrays[f"traj{i}_actions"] = np.array([a for _, a, _ in trajectory], dtype=np.int64)
+            state.arrays[f"traj{i}_rewards"] = np.array([r for _, _, r in trajectory], dtype=np.float64)
+        capture_rngs(state, None)
+        return state
+
+    def restore_state(self, state: TrainingState) -> None:
+        """Put `capture_state`'s result into a model built with the same hyperparameters."""
+        header = state.meta["header"]
+        if header.get("hyperparameters") != self._header()["hyperparameters"]:
+            raise ArtifactError("the MFEC checkpoint was made with other hyperparameters")
+        if self.projection is not None:
+            self.projection = np.asarray(state.arrays["projection"], dtype=np.float32)
+        for a, table in enumerate(self.tables):
+            table.load_state(state.arrays, f"a{a}_")
+            table.sqnorms[: table.size] = state.arrays[f"a{a}_sqnorms"]
+        self.num_timesteps = int(header["num_timesteps"])
+        self._clock = int(header["clock"])
+        self.exploration_rate = float(header["exploration_rate"])
+        self._rng.bit_generator.state = state.meta["rng"]
+        self.ep_info_buffer = deque(state.meta["ep_info_buffer"], maxlen=self.ep_info_buffer.maxlen)
+        self._last_obs = state.arrays["last_obs"]
+        self._trajectories = [
+            [
+                (state.arrays[f"traj{i}_keys"][t], int(state.arrays[f"traj{i}_actions"][t]),
+                 float(state.arrays[f"traj{i}_rewards"][t]))
+                for t in range(length)
+            ]
+            for i, length in enumerate(state.meta["trajectories"])
+        ]  # fmt: skip
+        restore_rngs(state, None)
+
     # ------------------------------------------------------------------------ persistence
     def _header(self) -> dict[str, Any]:
         box = self.observation_space
@@ -730,14 +783,3 @@ class MFEC:
         model._clock = int(header["clock"])
         model.exploration_rate = float(header["exploration_rate"])
         return model
-
-
-def _register() -> None:
-    """`darla act --algo mfec`: MFEC joins the act stage's algorithm registry (on-policy: no buffer)."""
-    from .factory import ALGOS, AlgoSpec
-
-    if "mfec" not in ALGOS:
-        ALGOS.register("mfec", AlgoSpec("mfec", MFEC, off_policy=False))  # type: ignore[arg-type]
-
-
-_register()

@@ -72,6 +72,48 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class StopRequest:
+    """Set by a deferred SIGINT/SIGTERM: the work should stop at its next safe point."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def interrupt(self) -> KeyboardInterrupt:
+        """The exception to stop with: Terminated for SIGTERM (its owner passes it on), else Ctrl-C's."""
+        return Terminated(f"signal {self.signum}") if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[StopRequest]:
+    """Inside, the first SIGINT or SIGTERM only sets the yielded request, so the work can stop at a
+    point where its checkpoint is exact (act: the next rollout boundary, seconds away); a second
+    signal interrupts at once. Leaving the block with a request pending raises it, so a command that
+    was asked to stop does stop. Off the main thread this defers nothing."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum: int, frame: FrameType | None) -> None:
+        if stop.requested:
+            raise stop.interrupt()
+        stop.signum = signum
+        logger.warning("stopping at the next checkpoint (signal %d again to stop at once)", signum)
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.requested:
+        raise stop.interrupt()
+
+
 def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
     """For worker processes: end this process once `parent_pid` is gone, even when the parent was
     SIGKILLed and could not stop it, so that no orphan goes on writing into a run folder its command

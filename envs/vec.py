@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import gymnasium
 import numpy as np
 
+from darla.envs.replay import EpisodeRecorder
 from darla.errors import ConfigError
 from darla.registry import check_choice
 from darla.seeding import derive_seed
@@ -47,6 +48,12 @@ class DomainSchedule(gymnasium.Wrapper):
             options["domain"] = self.domains[int(self._rng.integers(len(self.domains)))]
         return self.env.reset(seed=seed, options=options)
 
+    def get_rng_state(self) -> dict[str, Any]:
+        return dict(self._rng.bit_generator.state)
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state
+
 
 def _make_env(
     family: str,
@@ -58,6 +65,7 @@ def _make_env(
     max_episode_steps: int | None,
     env_params: dict[str, Any],
     wrapper: Callable[[gymnasium.Env], gymnasium.Env] | None = None,
+    record_episodes: bool = False,
 ) -> gymnasium.Env:
     """Build worker `index`'s env (module-level so SubprocVecEnv can pickle it)."""
     from darla.envs.family import get_family
@@ -70,6 +78,8 @@ def _make_env(
     )
     if domain_mode == "per_episode":
         env = DomainSchedule(env, domains, derive_seed(seed, "domains", index))
+    if record_episodes:
+        env = EpisodeRecorder(env)
     return wrapper(env) if wrapper is not None else env
 
 
@@ -85,11 +95,14 @@ def make_vec_env(
     max_episode_steps: int | None = None,
     env_params: dict[str, Any] | None = None,
     wrapper: Callable[[gymnasium.Env], gymnasium.Env] | None = None,
+    record_episodes: bool = False,
 ) -> VecEnv:
     """An SB3 VecEnv of `n_envs` copies of `family` (observations uint8 (n, H, W, 3)).
 
     `wrapper` (picklable) wraps each env where it lives, inside its worker process for `subproc`:
     the frozen mode encodes frames there, so only feature vectors cross the pipe.
+    `record_episodes`: each env keeps what decides its current episode (`EpisodeRecorder`), so a
+    checkpoint can save the envs' state and a resume replay it.
 
     per_worker: worker i always uses domains[i % len(domains)]; per_episode: every reset draws
     a domain (seeded per worker). Split names ("source") are expanded. info["domain"] is set.
@@ -120,6 +133,7 @@ def make_vec_env(
             max_episode_steps,
             dict(env_params or {}),
             wrapper,
+            record_episodes,
         )
         for i in range(n_envs)
     ]

@@ -3,8 +3,9 @@
 The stage folder `<out>/act/<vision>/<algo>/s<seed>/` holds `policy.zip`, the resolved
 `config.yaml` (env, source domains, frame size, the vision checkpoint by path and content hash, the
 full hyperparameters), `evaluations.npz` (periodic evaluations on the source domains, zoo format),
-`tb/` (tensorboard) and `DONE.json` last. A killed run resumes from `checkpoint.zip` (plus the replay
-buffer for off-policy algorithms) when re-run with the same config.
+`tb/` (tensorboard) and `DONE.json` last. A killed run resumes from its last checkpoint (taken where it
+is exact: between two rollouts; see `darla.agents.checkpoint`) when re-run with the same config, and
+continues bit for bit as the unbroken run would on the same host.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from darla.agents.agent import (
@@ -34,11 +34,18 @@ from darla.agents.agent import (
     uses_feature_norm,
     with_feature_norm,
 )
+from darla.agents.algos import ALGOS, AlgoSpec
+from darla.agents.checkpoint import (
+    Resume,
+    checkpoint_meta,
+    clear_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from darla.agents.config import ActConfig, readout_name
 from darla.agents.factory import (
     MODES,
     build_model,
-    load_model,
     resolve_hyperparams,
     worker_wrapper,
     wrap_env,
@@ -55,7 +62,7 @@ from darla.artifacts import (
 from darla.cli import Command
 from darla.config import config_hash, load_yaml
 from darla.errors import ArtifactError, ConfigError, TrainingError
-from darla.runtime import resolve_device, setup_torch
+from darla.runtime import StopRequest, deferred_interrupt, resolve_device, setup_torch
 from darla.seeding import derive_seed, seed_everything
 
 if TYPE_CHECKING:
@@ -66,9 +73,6 @@ __all__ = ["COMMAND", "ActConfig", "act_dir", "load_agent", "resolve_act_config"
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.zip"
-CHECKPOINT_BUFFER = "checkpoint_buffer.pkl"
-CHECKPOINT_META = "checkpoint.json"
 EVALUATIONS = "evaluations.npz"
 IMITATION = "imitation.json"
 
@@ -276,70 +280,49 @@ class SourceEvalCallback(BaseCallback):
         atomic_save(self.path, write)
 
 
-def save_model(model: BaseAlgorithm, path: Path) -> None:
-    """SB3's zip, written to a temporary file first (a kill never leaves half a policy)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            model.save(fh)
-
-    atomic_save(path, write)
-
-
-def save_checkpoint(model: BaseAlgorithm, folder: Path, cfg_hash: str) -> None:
-    """Replay buffer (off-policy), model, then the metadata naming both: the metadata is written last."""
-    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
-
-        def write_buffer(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                model.save_replay_buffer(fh)
-
-        atomic_save(folder / CHECKPOINT_BUFFER, write_buffer)
-    save_model(model, folder / CHECKPOINT)
-    atomic_write_json(
-        folder / CHECKPOINT_META, {"config_hash": cfg_hash, "num_timesteps": int(model.num_timesteps)}
-    )
-    logger.info("checkpoint at %d steps", model.num_timesteps)
+def save_policy(spec: AlgoSpec, model: Any, cfg: ActConfig, path: Path) -> None:
+    """The finished policy, in the algorithm's own file format (loadable without unpickling)."""
+    spec.persistence.save_policy(model, path, {"algo": cfg.algo, "mode": cfg.mode})
 
 
 class CheckpointCallback(BaseCallback):
-    """A resumable checkpoint every `freq` env steps, scheduled by `num_timesteps`."""
+    """A checkpoint at the first boundary (rollout start, or any step for MFEC) after every `freq` env
+    steps, and at the first boundary after a stop was requested (then it stops the run)."""
 
-    def __init__(self, folder: Path, freq: int, cfg_hash: str) -> None:
+    def __init__(
+        self, run: _Session, freq: int, cfg_hash: str, stop: StopRequest, resumes: list[dict[str, Any]]
+    ) -> None:
         super().__init__()
-        self.folder = folder
+        self.run = run
         self.freq = freq
         self.cfg_hash = cfg_hash
+        self.stop = stop
+        self.resumes = resumes
         self.last = -1
+        self.at = run.spec.persistence.checkpoint_at
 
     def _on_training_start(self) -> None:
         self.last = self.num_timesteps // self.freq if self.freq else 0
 
+    def _on_rollout_start(self) -> None:
+        if self.at == "rollout":
+            self._boundary()
+
     def _on_step(self) -> bool:
-        if self.freq > 0 and self.num_timesteps // self.freq > self.last:
-            self.last = self.num_timesteps // self.freq
-            save_checkpoint(self.model, self.folder, self.cfg_hash)
+        if self.at == "step":
+            self._boundary()
         return True
 
-
-def clear_checkpoint(folder: Path) -> None:
-    for name in (CHECKPOINT, CHECKPOINT_BUFFER, CHECKPOINT_META):
-        (folder / name).unlink(missing_ok=True)
-
-
-def valid_checkpoint(folder: Path, cfg_hash: str) -> int | None:
-    """Timesteps of a checkpoint made by this very config, else None (a foreign one is discarded)."""
-    meta_path = folder / CHECKPOINT_META
-    if not meta_path.is_file() or not (folder / CHECKPOINT).is_file():
-        return None
-    try:
-        meta = read_json(meta_path)
-    except ArtifactError:
-        return None
-    if meta.get("config_hash") != cfg_hash:
-        logger.info("discarding a checkpoint made by another config in %s", folder)
-        return None
-    return int(meta.get("num_timesteps", 0))
+    def _boundary(self) -> None:
+        due = self.freq > 0 and self.num_timesteps // self.freq > self.last
+        if due or self.stop.requested:
+            if self.freq > 0:
+                self.last = self.num_timesteps // self.freq
+            save_checkpoint(
+                self.run.spec, self.model, self.run.venv, self.run.folder, self.cfg_hash, self.resumes
+            )
+        if self.stop.requested:
+            raise self.stop.interrupt()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -351,6 +334,7 @@ def make_env(
     vec: Literal["auto", "dummy", "subproc"] | None = None,
     domain_mode: Literal["per_worker", "per_episode"] | None = None,
     vision: Encoder | None = None,
+    record_episodes: bool = False,
 ) -> VecEnv:
     """The act env of `cfg` in its mode: frozen features come out of it (or, with `subproc`, of
     its workers) once `wrap_env` has been applied."""
@@ -368,6 +352,7 @@ def make_env(
         domain_mode=domain_mode or cfg.domain_mode,
         max_episode_steps=cfg.max_episode_steps,
         wrapper=worker_wrapper(cfg.mode, vision, vec),
+        record_episodes=record_episodes,
     )
 
 
@@ -431,8 +416,9 @@ def run_act(cfg: ActConfig) -> Path:
     device = resolve_device(cfg.device)
     stage.prepare()
     cfg_hash = config_hash(cfg)
-    resume_at = valid_checkpoint(folder, cfg_hash)
-    if resume_at is None:
+    checkpoint = checkpoint_meta(folder, cfg_hash)
+    resume_at = int(checkpoint["num_timesteps"]) if checkpoint is not None else None
+    if checkpoint is None:
         clear_checkpoint(folder)
         (folder / EVALUATIONS).unlink(missing_ok=True)
         (folder / FEATURE_STATS).unlink(missing_ok=True)
@@ -457,6 +443,7 @@ def run_act(cfg: ActConfig) -> Path:
             # the expert reads frames: cloning keeps them in one process, features made beside them
             vec="dummy" if imitating else None,
             vision=encoder,
+            record_episodes=not imitating,
         ),
         cfg.mode,
         encoder,
@@ -473,9 +460,9 @@ def run_act(cfg: ActConfig) -> Path:
         cfg.mode,
         encoder,
     )
-    run = _Session(cfg, folder, stage, venv, eval_env, device, encoder)
+    run = _Session(cfg, folder, stage, venv, eval_env, device, encoder, ALGOS.get(cfg.algo))
     try:
-        return _imitate(run) if imitating else _train(run, resume_at)
+        return _imitate(run) if imitating else _train(run, checkpoint)
     finally:
         venv.close()
         eval_env.close()
@@ -492,6 +479,7 @@ class _Session:
     eval_env: VecEnv
     device: str
     encoder: Encoder | None
+    spec: AlgoSpec
 
     @property
     def feature_map(self) -> tuple[int, ...] | None:
@@ -511,32 +499,20 @@ class _Session:
             tensorboard_log=tensorboard_log,
         )
 
-    def saved_model(self, path: Path) -> BaseAlgorithm:
-        """A checkpoint reloaded with the same policy description `new_model` builds from."""
-        cfg = self.cfg
-        return load_model(
-            path,
-            cfg.algo,
-            cfg.mode,
-            cfg.hparams,
-            vision_checkpoint=cfg.vision_checkpoint,
-            feature_map=self.feature_map,
-            env=self.venv,
-            device=self.device,
-        )
 
-
-def _train(run: _Session, resume_at: int | None) -> Path:
+def _train(run: _Session, checkpoint: dict[str, Any] | None) -> Path:
     cfg, folder = run.cfg, run.folder
     cfg_hash = config_hash(cfg)
-    if resume_at is not None:
-        model = run.saved_model(folder / CHECKPOINT)
-        model.tensorboard_log = str(folder / "tb")
-        if isinstance(model, OffPolicyAlgorithm) and (folder / CHECKPOINT_BUFFER).is_file():
-            model.load_replay_buffer(str(folder / CHECKPOINT_BUFFER))
-        logger.info("resumed from checkpoint at %d steps", model.num_timesteps)
-    else:
-        model = run.new_model(tensorboard_log=folder / "tb")
+    model = run.new_model(tensorboard_log=folder / "tb")
+    resumes: list[dict[str, Any]] = list(checkpoint.get("resumes", [])) if checkpoint else []
+    if checkpoint is not None:
+        resume: Resume = load_checkpoint(run.spec, model, run.venv, folder, checkpoint)
+        resumes.append({"from": resume.num_timesteps, "exact": resume.exact, "notes": resume.notes})
+        logger.info(
+            "resumed from the checkpoint at %d steps (%s)",
+            resume.num_timesteps,
+            "exact" if resume.exact else "NOT exact: " + "; ".join(resume.notes),
+        )
     evaluator = SourceEvalCallback(
         run.eval_env,
         folder / EVALUATIONS,
@@ -545,25 +521,27 @@ def _train(run: _Session, resume_at: int | None) -> Path:
         derive_seed(cfg.seed, "act", "eval-episodes"),
         upto=int(model.num_timesteps),
     )
-    callbacks = CallbackList([evaluator, CheckpointCallback(folder, cfg.checkpoint_freq, cfg_hash)])
     remaining = cfg.timesteps - int(model.num_timesteps)
     started = time.perf_counter()
     steps_before = int(model.num_timesteps)
     if remaining > 0:
-        try:
+        with deferred_interrupt() as stop:
+            saver = CheckpointCallback(run, cfg.checkpoint_freq, cfg_hash, stop, resumes)
             model.learn(
                 total_timesteps=remaining,
-                callback=callbacks,
+                callback=CallbackList([evaluator, saver]),
                 tb_log_name="run",
-                reset_num_timesteps=resume_at is None,
+                reset_num_timesteps=checkpoint is None,
                 progress_bar=cfg.progress and sys.stderr.isatty(),
             )
-        except KeyboardInterrupt:
-            save_checkpoint(model, folder, cfg_hash)
-            raise
     seconds = time.perf_counter() - started
     steps = int(model.num_timesteps) - steps_before
-    return _finish(run, model, evaluator, seconds, steps, {"resumed_from": resume_at})
+    record = {
+        "resumed_from": checkpoint["num_timesteps"] if checkpoint else None,
+        "resumes": resumes,
+        "exact": all(r["exact"] for r in resumes),
+    }
+    return _finish(run, model, evaluator, seconds, steps, record)
 
 
 def _finish(
@@ -581,7 +559,7 @@ def _finish(
         evaluator.init_callback(model)
         evaluator.num_timesteps = int(model.num_timesteps)
         evaluator.evaluate()
-    save_model(model, folder / POLICY)
+    save_policy(run.spec, model, run.cfg, folder / POLICY)
     checked = _check_reload(model, folder, run.cfg, run.eval_env)
     mean = float(np.mean(evaluator.results[-1]))
     run.stage.mark_done(
