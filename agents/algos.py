@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 
-from darla.errors import ArtifactError
+from darla.errors import ArtifactError, ConfigError
 from darla.registry import Registry
 
 from .mfec import MFEC
@@ -103,7 +103,16 @@ class AlgoSpec:
     persistence: Persistence
 
 
-ALGOS: Registry[AlgoSpec] = Registry("algorithm")
+def check_algo(name: str, spec: Any) -> None:
+    """A registered algorithm is an AlgoSpec under its own name (also for plug-ins)."""
+    if not isinstance(spec, AlgoSpec):
+        raise ConfigError(f"algorithm {name!r} must be a darla.agents.AlgoSpec, got {type(spec).__name__}")
+    if spec.name != name:
+        raise ConfigError(f"algorithm {spec.name!r} is registered under another name, {name!r}")
+
+
+ALGOS: Registry[AlgoSpec] = Registry("algorithm", group="darla.algos", check=check_algo)
+"""darla's algorithms and plug-ins from the `darla.algos` entry points."""
 ALGOS.register("ppo", AlgoSpec("ppo", PPO, off_policy=False, persistence=SB3Persistence()))
 ALGOS.register("a2c", AlgoSpec("a2c", A2C, off_policy=False, persistence=SB3Persistence()))
 ALGOS.register("dqn", AlgoSpec("dqn", DQN, off_policy=True, persistence=SB3Persistence()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -86,7 +86,3 @@ def progress(
         dynamic_ncols=True,
         file=sys.stderr,
     )
-
-
-def iterate(iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
-    yield from progress(iterable, total=total, desc=desc)

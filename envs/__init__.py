@@ -2,7 +2,8 @@
 
 Importing this package makes pyglet render headless (EGL) and single-threaded *before* MiniWorld is
 imported, and
-registers every family with Gymnasium (`gymnasium.make("darla/SeekAvoid-v0", domain=...)`).
+registers every family (darla's and plug-ins from the `darla.envs` entry points) with Gymnasium
+(`gymnasium.make("darla/SeekAvoid-v0", domain=...)`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ pyglet.options["headless"] = os.environ["PYGLET_HEADLESS"].lower() in ("1", "tru
 # pyglet calls glGetError after every GL call unless told otherwise (~50 calls per frame)
 pyglet.options["debug_gl"] = os.environ.get("DARLA_DEBUG_GL", "").lower() in ("1", "true", "yes")
 
-import gymnasium  # noqa: E402
-
 from darla.envs import fetch_object, seek_avoid  # noqa: E402
 from darla.envs.domains import SPLITS, DomainSpec, ObjectSpec  # noqa: E402
 from darla.envs.family import FAMILIES, EnvFamily, get_family  # noqa: E402
@@ -30,9 +29,7 @@ from darla.envs.frames import FrameDataset, collect_frames  # noqa: E402
 from darla.envs.ground_truth import GroundTruth  # noqa: E402
 from darla.envs.vec import make_vec_env  # noqa: E402
 
-for _name, _family in FAMILIES.items():
-    if _family.gym_id not in gymnasium.registry:
-        gymnasium.register(id=_family.gym_id, entry_point=_family.entry_point)
+FAMILIES.load_plugins()  # plug-in families join now, so gymnasium.make knows their ids too
 
 __all__ = [
     "FAMILIES",

@@ -126,7 +126,24 @@ class EnvFamily:
         return RoomGroundTruth(self, size=size)
 
 
-FAMILIES: Registry[EnvFamily] = Registry("env")
+def check_family(name: str, family: Any) -> None:
+    """A registered env family is an EnvFamily under its own name (also for plug-ins)."""
+    if not isinstance(family, EnvFamily):
+        raise ConfigError(f"env {name!r} must be a darla.envs.EnvFamily, got {type(family).__name__}")
+    if family.name != name:
+        raise ConfigError(f"env family {family.name!r} is registered under another name, {name!r}")
+
+
+def register_with_gymnasium(name: str, family: EnvFamily) -> None:
+    """`gymnasium.make(family.gym_id, domain=...)` works for every registered family."""
+    if family.gym_id not in gymnasium.registry:
+        gymnasium.register(id=family.gym_id, entry_point=family.entry_point)
+
+
+FAMILIES: Registry[EnvFamily] = Registry(
+    "env", group="darla.envs", check=check_family, on_register=register_with_gymnasium
+)
+"""darla's env families and plug-ins from the `darla.envs` entry points."""
 
 
 def get_family(name: str) -> EnvFamily:

@@ -24,8 +24,6 @@ from darla.config import from_dict
 from darla.errors import ConfigError, TrainingError
 from darla.registry import Registry
 
-MODELS: Registry[type[VisionModel]] = Registry("model")
-
 Shape = tuple[int, int, int]
 
 
@@ -366,6 +364,24 @@ class VisionModel(nn.Module):
         return terms
 
 
+def check_model(name: str, cls: Any) -> None:
+    """What every zoo method must be (checked when it registers, also for plug-ins): a VisionModel
+    subclass named as registered, with a dataclass config derived from ModelConfig and its own loss."""
+    if not (isinstance(cls, type) and issubclass(cls, VisionModel)):
+        raise ConfigError(f"model {name!r} must be a subclass of darla.vision.VisionModel, got {cls!r}")
+    if cls.name != name:
+        raise ConfigError(f"model class {cls.__name__} is named {cls.name!r} but registered as {name!r}")
+    config_cls = cls.config_cls
+    if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, ModelConfig)):
+        raise ConfigError(f"model {name!r}: config_cls must be a dataclass subclass of ModelConfig")
+    if cls.loss is VisionModel.loss:
+        raise ConfigError(f"model {name!r} ({cls.__name__}) does not implement loss(batch, step)")
+
+
+MODELS: Registry[type[VisionModel]] = Registry("model", group="darla.models", check=check_model)
+"""The zoo: darla's methods (vision/models/) and plug-ins from the `darla.models` entry points."""
+
+
 def apply_step(
     optimizer: torch.optim.Optimizer, loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int
 ) -> None:
@@ -422,7 +438,3 @@ def require_encoder_layer(model: nn.Module, layer: str) -> None:
     from darla.registry import unknown_name_message
 
     raise ConfigError(unknown_name_message(f"encoder layer of {kind}", layer, layers))
-
-
-def config_fields(name: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(MODELS.get(name).config_cls)]

@@ -282,7 +282,20 @@ class Metric:
     """The headline key of the result (e.g. 'mig', 'dci.disentanglement')."""
 
 
-METRICS: Registry[Metric] = Registry("metric")
+def check_metric(name: str, metric: Any) -> None:
+    """A registered metric is a Metric under its own name with MetricParams (also for plug-ins)."""
+    if not isinstance(metric, Metric):
+        raise ConfigError(
+            f"metric {name!r} must be a darla.vision.metrics.Metric, got {type(metric).__name__}"
+        )
+    if metric.name != name or not (
+        isinstance(metric.params, type) and issubclass(metric.params, MetricParams)
+    ):
+        raise ConfigError(f"metric {name!r}: its name must match and its params must subclass MetricParams")
+
+
+METRICS: Registry[Metric] = Registry("metric", group="darla.metrics", check=check_metric)
+"""darla's disentanglement metrics and plug-ins from the `darla.metrics` entry points."""
 
 
 def register_metric(
