@@ -1,13 +1,34 @@
-"""The zoo's methods, one module each; importing this package registers all of them in `MODELS`.
+"""The zoo's methods, one module each; importing this package registers them in `MODELS`.
 
-Every module in this folder is imported, so a new method is one new file: a config dataclass,
-a `VisionModel` subclass and `@MODELS.register(name)`.
+A new method is one file here (a config dataclass, a `VisionModel` subclass with its loss and
+`@MODELS.register(name)`) plus its import below; a method in another package registers through the
+`darla.models` entry point instead (see `darla.registry`).
 """
 
-import importlib
-import pkgutil
+from darla.vision.models import (
+    ae,
+    beta_tcvae,
+    beta_vae_capacity,
+    beta_vae_dae,
+    dae,
+    dc_ign,
+    factor_vae,
+    iin,
+    infogan,
+    scan,
+    vae,
+)
 
-__all__ = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-
-for _name in __all__:
-    importlib.import_module(f"{__name__}.{_name}")
+__all__ = [
+    "ae",
+    "beta_tcvae",
+    "beta_vae_capacity",
+    "beta_vae_dae",
+    "dae",
+    "dc_ign",
+    "factor_vae",
+    "iin",
+    "infogan",
+    "scan",
+    "vae",
+]
