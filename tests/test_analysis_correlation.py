@@ -72,6 +72,7 @@ def test_degenerate_inputs_give_nan_with_reason() -> None:
     constant = spearman_ci(np.full(6, 0.5), y, reps=REPS)
     assert math.isnan(constant.rho) and "x is constant" in (constant.reason or "")
     assert constant.format().startswith("rho n/a (x is constant")
+    assert constant.short() == "rho n/a: x is constant: ranks carry no\norder"
     few = spearman_ci(x[:2], y[:2], reps=REPS)
     assert math.isnan(few.rho) and "need at least 3" in (few.reason or "")
     holes = spearman_ci(np.r_[x, np.nan], np.r_[y, 1.0], reps=REPS)
@@ -102,6 +103,10 @@ def test_disentanglement_vs_transfer_on_the_sweep() -> None:
     assert "constant" in (result.correlations[("modularity", "transfer_ratio")].reason or "")
     with pytest.raises(UnknownNameError, match="mig"):
         disentanglement_vs_transfer(trials, metrics=["migg"], reps=REPS)
+    unscored = disentanglement_vs_transfer(trials, metrics=["beta_vae"], reps=REPS)
+    assert "no trial carries 'beta_vae'" in (
+        unscored.correlations[("beta_vae", "target_return")].reason or ""
+    )
 
 
 def test_metric_names_are_darlas() -> None:

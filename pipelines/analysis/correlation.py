@@ -11,6 +11,7 @@ there are models.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,6 +73,12 @@ class Correlation:
         if math.isfinite(self.low) and math.isfinite(self.high):
             text += f" [{format_number(self.low, digits)}, {format_number(self.high, digits)}]"
         return f"{text}, n={self.n}"
+
+    def short(self, width: int = 38) -> str:
+        """For a plot title: the estimate, or 'rho n/a' and the last reason, wrapped to `width`."""
+        if math.isfinite(self.rho) or not self.reason:
+            return self.format()
+        return textwrap.fill(f"rho n/a: {self.reason.split('; ')[-1]}", width)
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return {
@@ -242,8 +249,8 @@ def disentanglement_vs_transfer(
     """
     present = {k for t in trials for k in (t.disentanglement or {})}
     chosen = available_metrics(trials) if metrics is None else tuple(metrics)
-    for m in chosen:
-        check_choice("disentanglement metric", m, sorted(present))
+    for m in chosen:  # a known score no trial carries is reported as missing, a typo is an error
+        check_choice("disentanglement metric", m, sorted(present | set(DISENTANGLEMENT_METRICS)))
     for o in outcomes:
         check_choice("outcome", o, tuple(OUTCOMES))
     correlations: dict[tuple[str, str], Correlation] = {}
@@ -252,7 +259,9 @@ def disentanglement_vs_transfer(
         for o in outcomes:
             pts = correlation_points(trials, m, o, modes)
             points[(m, o)] = pts
-            correlations[(m, o)] = spearman_ci(
-                pts.x, pts.y, reps=reps, level=level, seed=seed, groups=pts.groups
+            correlations[(m, o)] = (
+                spearman_ci(pts.x, pts.y, reps=reps, level=level, seed=seed, groups=pts.groups)
+                if m in present
+                else _undefined(f"no trial carries {m!r}: score the vision models (darla evaluate)")
             )
     return DisentanglementTransfer(chosen, tuple(outcomes), correlations, points, tuple(modes))

@@ -103,6 +103,8 @@ def plot_poi(matrix: PoiMatrix, path: str | Path, split: str = "target") -> None
 def plot_disentanglement_vs_transfer(result: DisentanglementTransfer, path: str | Path) -> None:
     """One column per score, one row per outcome; points coloured by backbone, rho [CI] in each title."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     cols, rows = result.metrics, result.outcomes
     fig, axes = plt.subplots(
         max(len(rows), 1),
@@ -126,10 +128,11 @@ def plot_disentanglement_vs_transfer(result: DisentanglementTransfer, path: str 
                 ax.axhline(1.0, color="grey", linestyle=":", linewidth=1.0)
             ax.set_title(
                 f"{DISENTANGLEMENT_METRICS.get(metric, metric)}\n"
-                f"{result.correlations[(metric, outcome)].format()}",
+                f"{result.correlations[(metric, outcome)].short()}",
                 fontsize=9,
             )
             ax.set_xlabel(f"{DISENTANGLEMENT_METRICS.get(metric, metric)} (score, 0-1)")
+            ax.xaxis.set_major_locator(MaxNLocator(4))
             if c == 0:
                 ax.set_ylabel(OUTCOMES[outcome].label)
     if backbones:
