@@ -8,8 +8,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,75 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def sigint_as_interrupt() -> Iterator[None]:
+    """Inside, SIGINT raises KeyboardInterrupt even when the process started with it ignored (a
+    shell starts a script's background job `darla run ... &` so): `kill -INT` and a terminal's
+    Ctrl-C must stop a command the way they stop it in the foreground. Off the main thread this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class HeldInterrupt:
+    """A SIGINT or SIGTERM received inside `held_interrupts()`, not yet raised."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.handlers: dict[int, Callable[[int, FrameType | None], Any]] = {}
+
+    @property
+    def pending(self) -> bool:
+        return self.signum is not None
+
+    def deliver(self) -> None:
+        """Raise the held signal as its own handler does (KeyboardInterrupt, `Terminated`)."""
+        if self.signum is not None:
+            signum, self.signum = self.signum, None
+            self.handlers[signum](signum, None)
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[HeldInterrupt]:
+    """Inside, SIGINT and SIGTERM wait for the loop's next `deliver()`, so that a training loop
+    stops between two steps, in a state it can checkpoint and resume bit for bit, instead of in
+    the middle of an optimiser update. A second signal raises at once (a stuck step still stops);
+    one still held on a normal exit is raised then. Signals whose handler is not Python's (ignored,
+    or the OS default) and code off the main thread are left as they are."""
+    held = HeldInterrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held.pending:
+            held.handlers[signum](signum, frame)
+            return
+        held.signum = signum
+        logger.warning(
+            "%s received: stopping after this step (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            held.handlers[sig] = previous
+            signal.signal(sig, hold)
+    try:
+        yield held
+    finally:
+        for number, handler in held.handlers.items():
+            signal.signal(number, handler)
+    held.deliver()
 
 
 def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:

@@ -160,7 +160,7 @@ OUT_COMMANDS = {
     "report": (["report", "--run", "runs/x"], False),
     "scan train": (["scan", "train", "--vision", "runs/x/see/beta_vae"], False),
     "envs show": (["envs", "show", "SeekAvoid"], True),
-    "scan imagine": (["scan", "imagine", "--symbols", "floor=0", "--scan", "runs/x/scan/v"], True),
+    "scan imagine": (["scan", "imagine", "floor=0", "--scan", "runs/x/scan/v"], True),
 }
 
 
@@ -189,7 +189,7 @@ def test_a_bad_out_is_a_one_line_error_and_nothing_is_written(
     command, where, tmp_path, unwritable, capsys, monkeypatch
 ):
     argv, is_file = OUT_COMMANDS[command]
-    if where == "a-file" and is_file or where == "a-folder" and not is_file:
+    if (where, is_file) in (("a-file", True), ("a-folder", False)):
         pytest.skip("a legal --out for this command")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("not a folder")

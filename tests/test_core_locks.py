@@ -119,13 +119,39 @@ def _see_fields(prefix: str, steps: str) -> list[str]:
 
 def _see(out: Path, *extra: str, steps: str = LONG) -> list[str]:
     """A lone `darla see` of beta_vae into <out>/see/beta_vae (or `--name`)."""
-    return ["see", "--env", "SeekAvoid", "--model", "beta_vae", *_see_fields("", steps), "--out", str(out), *extra]
+    return [
+        "see",
+        "--env",
+        "SeekAvoid",
+        "--model",
+        "beta_vae",
+        *_see_fields("", steps),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _run(out: Path) -> list[str]:
     """A `darla run` whose see stage (the same folder as `_see(out)`'s) trains for long."""
-    return ["run", "--env", "SeekAvoid", "--models", "beta_vae", "--modes", "frozen", "--seeds", "0",
-            "--no-oracle", "--no-report", "--probe-frames", "0", *_see_fields("see.", LONG), "--out", str(out)]
+    return [
+        "run",
+        "--env",
+        "SeekAvoid",
+        "--models",
+        "beta_vae",
+        "--modes",
+        "frozen",
+        "--seeds",
+        "0",
+        "--no-oracle",
+        "--no-report",
+        "--probe-frames",
+        "0",
+        *_see_fields("see.", LONG),
+        "--out",
+        str(out),
+    ]
 
 
 def _darla(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -183,7 +209,7 @@ def test_a_second_run_refuses_and_a_lone_stage_refuses_or_waits(tmp_path: Path) 
         assert waiter.poll() is None, waiter.communicate()[1][-2000:]
         assert not (out / "see" / "other" / "DONE.json").exists()
         assert _stop(holder) == 130
-        stdout, stderr = waiter.communicate(timeout=180)
+        _, stderr = waiter.communicate(timeout=180)
         assert waiter.returncode == 0, stderr[-2000:]
         assert f"pid {holder.pid}" in stderr and "waiting" in stderr
         assert (out / "see" / "other" / "DONE.json").is_file()

@@ -81,7 +81,7 @@ def test_interrupted_see_checkpoints_where_it_stopped_and_resumes_bit_exactly(
     assert not (folder / "DONE.json").exists()
 
     rerun = _see(tmp_path)
-    stdout, stderr = rerun.communicate(timeout=300)
+    _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr[-2000:]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == reached and metrics["steps"] == STEPS

@@ -257,6 +257,7 @@ def test_a_damaged_model_file_is_a_one_line_error_that_never_suggests_unpickling
         vision.load(folder)
     assert str(model) in str(exc.value)
     before = sorted(p.name for p in tmp_path.rglob("*"))
+    capsys.readouterr()
     assert main(["evaluate", "--see", str(folder), "--dataset", "SeekAvoid"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("darla: error:") and str(model) in err and "darla see" in err
