@@ -101,12 +101,14 @@ class StageDir:
         self.hash = config_hash(config)
         out = getattr(config, "out", None) if root is None else root
         self.root = Path(out) if isinstance(out, (str, Path)) else None
+        self._locked: list[Path] = []
 
     def lock(self) -> None:
         """Become the one process writing this folder (see darla.locks): another holder is a clear
         error naming it, or is waited for under `--wait`. `prepare` takes the lock; a stage takes
-        it earlier to refuse before any work."""
-        locks.hold_stage(self.path, self.root)
+        it earlier to refuse before any work. It lasts as long as the session (a CLI command, a
+        stage of `darla run`); outside any, until `mark_done` (or the process ends)."""
+        self._locked += locks.hold_stage(self.path, self.root)
 
     def is_done(self) -> bool:
         marker = self.path / DONE
@@ -133,6 +135,14 @@ class StageDir:
     def mark_done(self, **extra: Any) -> None:
         record = {"config_hash": self.hash, "finished_at": time.time(), "host": host_info(), **extra}
         atomic_write_json(self.path / DONE, record)
+        self.unlock()
+
+    def unlock(self) -> None:
+        """Release the locks `lock` took outside any session (a session releases its own at its end)."""
+        if not locks.in_session():
+            for path in reversed(self._locked):
+                locks.release(path)
+        self._locked = []
 
     def file(self, name: str) -> Path:
         return self.path / name

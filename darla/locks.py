@@ -99,20 +99,27 @@ def hold(folder: str | os.PathLike[str], *, shared: bool = False) -> None:
         _sessions[-1].taken.append(path)
 
 
-def hold_stage(folder: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> None:
+def hold_stage(folder: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> list[Path]:
     """Lock a stage folder for writing, and the run folder `root` it lies in shared (first, so
-    that a `darla run` on `root` and a lone stage inside it exclude each other)."""
-    if root is None or _key(root) not in _key(folder).parents:
-        hold(folder)
-        return
-    fresh = _key(root) not in _held and _key(root) not in _inherited
-    hold(root, shared=True)
+    that a `darla run` on `root` and a lone stage inside it exclude each other). Returns the
+    folders newly locked (for `release` by a caller outside any session)."""
+    taken = []
+    if root is not None and _key(root) in _key(folder).parents:
+        fresh = _key(root) not in _held and _key(root) not in _inherited
+        hold(root, shared=True)
+        taken = [Path(root)] if fresh else []
+    fresh = _key(folder) not in _held and _key(folder) not in _inherited
     try:
         hold(folder)
     except BaseException:
-        if fresh:
-            release(root)
+        for path in taken:
+            release(path)
         raise
+    return [*taken, Path(folder)] if fresh else taken
+
+
+def in_session() -> bool:
+    return bool(_sessions)
 
 
 def holds(folder: str | os.PathLike[str]) -> bool:

@@ -800,6 +800,7 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
     stage.lock()
     if stage.is_done():
         logger.info("transfer %s: done with this config, skipped", stage.path)
+        stage.unlock()
         return stage.path
     stage.prepare()
     setup_torch(cfg.threads)

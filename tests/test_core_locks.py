@@ -75,6 +75,23 @@ def test_a_run_holds_its_folder_and_its_workers_run_inside_it(tmp_path: Path) ->
     assert _try(run)[0] == 0
 
 
+def test_a_stage_outside_any_session_holds_its_folder_until_it_is_done(tmp_path: Path) -> None:
+    """Library use (`run_see(cfg)` in a notebook): the lock ends with the stage, not the process."""
+    from dataclasses import dataclass
+
+    from darla.artifacts import StageDir
+
+    @dataclass
+    class Cfg:
+        out: Path
+
+    stage = StageDir(tmp_path / "exp" / "see" / "m", Cfg(tmp_path / "exp"))
+    stage.prepare()
+    assert _try(stage.path)[0] == 2 and _try(tmp_path / "exp")[0] == 2  # a run may not start
+    stage.mark_done()
+    assert _try(stage.path)[0] == 0 and _try(tmp_path / "exp")[0] == 0
+
+
 def test_waiting_for_a_lock_and_a_lock_dying_with_its_process(tmp_path: Path) -> None:
     folder = tmp_path / "f"
     holder = subprocess.Popen(

@@ -52,7 +52,9 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell does for `cmd &` in a script
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "background", "sigterm"])
+# `background`: SIGINT (Ctrl-C, kill -INT) to a command started with SIGINT ignored, as a script's
+# `darla see ... &` is; the foreground case takes the same path once main has installed the handler
+@pytest.mark.parametrize("how", ["background", "sigterm"])
 def test_interrupted_see_checkpoints_where_it_stopped_and_resumes_bit_exactly(
     tmp_path: Path, unbroken: Path, how: str
 ) -> None:

@@ -253,13 +253,7 @@ class Trainer:
                         self._log_images(writer)
                         self.model.train()
                     if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
-                        self._checkpoint_now(t0)
-                        if self.on_checkpoint is not None:
-                            hook_start, rng = time.perf_counter(), torch.get_rng_state()
-                            self.on_checkpoint(self.step)
-                            torch.set_rng_state(rng)
-                            self.model.train()
-                            t0 += time.perf_counter() - hook_start  # training time excludes the hook
+                        t0 += self._scheduled_checkpoint(t0)  # training time excludes the hook
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
@@ -272,6 +266,18 @@ class Trainer:
             writer.close()
         self.model.eval()
         return TrainResult(self.step, self.elapsed, rate, last, resumed)
+
+    def _scheduled_checkpoint(self, t0: float) -> float:
+        """Checkpoint, then run `on_checkpoint` (training RNG and mode restored after it); returns
+        the seconds the hook took."""
+        self._checkpoint_now(t0)
+        if self.on_checkpoint is None:
+            return 0.0
+        hook_start, rng = time.perf_counter(), torch.get_rng_state()
+        self.on_checkpoint(self.step)
+        torch.set_rng_state(rng)
+        self.model.train()
+        return time.perf_counter() - hook_start
 
     def _stop(self, interrupt: HeldInterrupt, t0: float) -> None:
         """Checkpoint the step reached, then raise the interrupt (KeyboardInterrupt, Terminated)."""
