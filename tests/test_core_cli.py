@@ -217,6 +217,7 @@ def test_main_takes_sigint_even_when_started_with_it_ignored():
 
     code = (
         "import signal, sys; from darla import cli; "
+        "cli.load_command = lambda words: None; "
         "cli.run_command = lambda *a: signal.raise_signal(signal.SIGINT); "
         "sys.exit(cli.main(['see']))"
     )
