@@ -13,7 +13,8 @@ leaves a folder locked and there is nothing to clean up. The file names its last
 host, command) for the message of whoever finds it taken.
 
 Locks taken inside a `session()` are released when the session ends (the CLI opens one per
-command, `darla run` one per stage); outside any session they last as long as the process. A
+command, `darla run` one per stage); outside any session they last until `release` (a StageDir
+releases its own when it is done) or the end of the process. A
 worker process of `darla run` is told that its parent holds the run folder (`inherit`), so that its
 stages do not wait for their own run.
 """
