@@ -2,13 +2,15 @@
 
 A stage folder is *done* when `DONE.json` exists and records the hash of the config that made
 it. The marker is written last and atomically, so a killed stage is never mistaken for a
-finished one; a changed config makes the folder stale and the stage runs again.
+finished one; a changed config makes the folder stale and the stage runs again. One process at a
+time writes a stage folder (`StageDir.lock`, darla.locks).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import sys
@@ -18,8 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from darla import locks
 from darla.config import config_hash, dump_yaml, from_dict, load_yaml, to_dict
-from darla.errors import ArtifactError
+from darla.errors import ArtifactError, ConfigError
+
+logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
 
@@ -85,12 +90,25 @@ def read_json(path: str | Path) -> Any:
 
 
 class StageDir:
-    """One stage's folder: its config, its completion marker, and helpers to write into it."""
+    """One stage's folder: its config, its completion marker, and helpers to write into it.
 
-    def __init__(self, path: str | Path, config: Any) -> None:
+    `root`: the run folder the stage writes into, locked shared beside the stage folder (default:
+    the config's `out`, when the folder lies inside it)."""
+
+    def __init__(self, path: str | Path, config: Any, root: str | Path | None = None) -> None:
         self.path = Path(path)
         self.config = config
         self.hash = config_hash(config)
+        out = getattr(config, "out", None) if root is None else root
+        self.root = Path(out) if isinstance(out, (str, Path)) else None
+        self._locked: list[Path] = []
+
+    def lock(self) -> None:
+        """Become the one process writing this folder (see darla.locks): another holder is a clear
+        error naming it, or is waited for under `--wait`. `prepare` takes the lock; a stage takes
+        it earlier to refuse before any work. It lasts as long as the session (a CLI command, a
+        stage of `darla run`); outside any, until `mark_done` (or the process ends)."""
+        self._locked += locks.hold_stage(self.path, self.root)
 
     def is_done(self) -> bool:
         marker = self.path / DONE
@@ -102,16 +120,29 @@ class StageDir:
             return False
 
     def prepare(self) -> None:
-        """Create the folder and write the config; a marker from another config is removed."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Lock and create the folder and write the config; a marker of another config is removed
+        (and said: the finished folder is being replaced)."""
+        self.lock()
         marker = self.path / DONE
         if marker.exists() and not self.is_done():
+            logger.warning(
+                "%s was finished with another config; it is replaced by this one (config.yaml says which)",
+                self.path,
+            )
             marker.unlink()
         atomic_write_text(self.path / CONFIG, dump_yaml(self.config))
 
     def mark_done(self, **extra: Any) -> None:
         record = {"config_hash": self.hash, "finished_at": time.time(), "host": host_info(), **extra}
         atomic_write_json(self.path / DONE, record)
+        self.unlock()
+
+    def unlock(self) -> None:
+        """Release the locks `lock` took outside any session (a session releases its own at its end)."""
+        if not locks.in_session():
+            for path in reversed(self._locked):
+                locks.release(path)
+        self._locked = []
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -165,3 +196,33 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()[:16]
+
+
+def check_out(path: str | Path, *, file: bool = False) -> None:
+    """Refuse an `--out` that cannot be written, before anything is: one under a file, a file where
+    a folder is wanted (or a folder where a file is: `file`), or one in a folder this process cannot
+    write into."""
+    path = Path(path)
+    if file and path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; name the file to write, e.g. --out {path / 'out.png'}")
+    existing = path.parent if file else path
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = f"--out {path} is a file" if existing == path else f"--out {path}: {existing} is a file"
+        raise ConfigError(f"{what}, not a folder; choose another --out")
+    if not _writable(existing):
+        raise ConfigError(f"--out {path}: folder {existing} is not writable; choose another --out")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process can create entries in `folder` (root passes permission checks, so a
+    folder on a read-only or virtual file system is tried: a probe folder, removed at once)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        probe = tempfile.mkdtemp(prefix=".darla-probe-", dir=folder)
+    except OSError:
+        return False
+    os.rmdir(probe)
+    return True

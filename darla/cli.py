@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import importlib
 import json
 import logging
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from darla import locks
+from darla.artifacts import check_out
 from darla.config import (
     build_config,
     dump_yaml,
@@ -28,10 +31,10 @@ from darla.config import (
     set_dotted,
     strip_optional,
 )
-from darla.errors import DarlaError
+from darla.errors import ConfigError, DarlaError
 from darla.log import setup_logging
 from darla.registry import unknown_name_message
-from darla.runtime import sigterm_as_interrupt
+from darla.runtime import sigint_as_interrupt, sigterm_as_interrupt
 
 logger = logging.getLogger("darla")
 
@@ -48,6 +51,8 @@ class Command:
     """Config fields taken as positional arguments (e.g. the env name of `envs show`)."""
     render: Callable[[dict[str, Any]], str] | None = None
     """Turns the result into text for people; the default prints it as YAML."""
+    out_is_file: bool = False
+    """The config's `out` names a file to write (a PNG), not a folder."""
 
     @property
     def section(self) -> str:
@@ -142,6 +147,11 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     general.add_argument("--config", type=Path, help="YAML file of config fields (applied after the preset)")
     general.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     general.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    general.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another darla command is writing a folder this one writes, wait for it (default: stop)",
+    )
     fields = parser.add_argument_group("config fields")
     for name, tp, default, doc in leaf_fields(command.config):
         kwargs, metavar = _arg_type(tp)
@@ -160,7 +170,9 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
 
 def parse_config(command: Command, argv: Sequence[str]) -> tuple[Any, argparse.Namespace]:
     parser = build_parser(command)
-    ns = parser.parse_args(list(argv))
+    ns, extra = parser.parse_known_args(list(argv))
+    if extra:
+        raise ConfigError(_unknown_arguments(command, parser, extra))
     overrides: dict[str, Any] = {}
     for name, *_ in leaf_fields(command.config):
         if hasattr(ns, name):
@@ -173,6 +185,12 @@ def parse_config(command: Command, argv: Sequence[str]) -> tuple[Any, argparse.N
                 value = [v for v in value[0].split(",") if v]
             set_dotted(overrides, name, value)
     file_values = load_yaml(ns.config) if getattr(ns, "config", None) else {}
+    if not isinstance(file_values, dict):
+        kind = "a list" if isinstance(file_values, list) else f"a single value ({file_values!r})"
+        raise ConfigError(
+            f"--config {ns.config} holds {kind}; a config file is a mapping of fields, e.g. "
+            "`seed: 1` or `train: {steps: 500}`"
+        )
     cfg: Any = build_config(
         command.config,
         preset=getattr(ns, "preset", None),
@@ -180,6 +198,19 @@ def parse_config(command: Command, argv: Sequence[str]) -> tuple[Any, argparse.N
         overrides=merge(file_values, overrides),
     )
     return cfg, ns
+
+
+def _unknown_arguments(command: Command, parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments", with the closest options (as `--params` keys have)."""
+    words = " ".join(command.words)
+    bad = next((a for a in extra if a.startswith("-")), extra[0])
+    if not bad.startswith("-"):
+        return f"unexpected argument {bad!r} for 'darla {words}' (`darla {words} --help` lists its options)"
+    name = bad.split("=", 1)[0]
+    flags = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+    close = difflib.get_close_matches(name, flags, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return f"unknown option {name!r} for 'darla {words}'{hint} (`darla {words} --help` lists every option)"
 
 
 def _top_help(prefix: tuple[str, ...] = ()) -> str:
@@ -209,8 +240,12 @@ def resolve_words(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
 
 def run_command(command: Command, argv: Sequence[str]) -> dict[str, Any]:
     cfg, ns = parse_config(command, argv)
+    out = getattr(cfg, "out", None)
+    if isinstance(out, (str, Path)) and str(out):
+        check_out(out, file=command.out_is_file)
     setup_logging(getattr(ns, "log_level", "INFO"))
-    result = command.run(cfg)
+    with locks.session(wait=getattr(ns, "wait", False)):  # the folders it locks are free again after
+        result = command.run(cfg)
     if getattr(ns, "json", False):
         print(json.dumps(result, default=str))
     elif command.render is not None:
@@ -228,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         words, rest = resolve_words(argv)
         command = load_command(words)
-        with sigterm_as_interrupt():
+        # Ctrl-C and `kill` stop a command as an interrupt (stages checkpoint first), even when it was
+        # started with SIGINT ignored, as a script's `darla run ... &` is
+        with sigint_as_interrupt(), sigterm_as_interrupt():
             run_command(command, rest)
     except DarlaError as exc:
         print(f"darla: error: {exc}", file=sys.stderr)

@@ -8,8 +8,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -72,46 +73,73 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class StopRequest:
-    """Set by a deferred SIGINT/SIGTERM: the work should stop at its next safe point."""
+@contextlib.contextmanager
+def sigint_as_interrupt() -> Iterator[None]:
+    """Inside, SIGINT raises KeyboardInterrupt even when the process started with it ignored (a
+    shell starts a script's background job `darla run ... &` so): `kill -INT` and a terminal's
+    Ctrl-C must stop a command the way they stop it in the foreground. Off the main thread this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class HeldInterrupt:
+    """A SIGINT or SIGTERM received inside `held_interrupts()`, not yet raised."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.handlers: dict[int, Callable[[int, FrameType | None], Any]] = {}
 
     @property
-    def requested(self) -> bool:
+    def pending(self) -> bool:
         return self.signum is not None
 
-    def interrupt(self) -> KeyboardInterrupt:
-        """The exception to stop with: Terminated for SIGTERM (its owner passes it on), else Ctrl-C's."""
-        return Terminated(f"signal {self.signum}") if self.signum == signal.SIGTERM else KeyboardInterrupt()
+    def deliver(self) -> None:
+        """Raise the held signal as its own handler does (KeyboardInterrupt, `Terminated`)."""
+        if self.signum is not None:
+            signum, self.signum = self.signum, None
+            self.handlers[signum](signum, None)
 
 
 @contextlib.contextmanager
-def deferred_interrupt() -> Iterator[StopRequest]:
-    """Inside, the first SIGINT or SIGTERM only sets the yielded request, so the work can stop at a
-    point where its checkpoint is exact (act: the next rollout boundary, seconds away); a second
-    signal interrupts at once. Leaving the block with a request pending raises it, so a command that
-    was asked to stop does stop. Off the main thread this defers nothing."""
-    stop = StopRequest()
+def held_interrupts() -> Iterator[HeldInterrupt]:
+    """Inside, SIGINT and SIGTERM wait for the loop's next `deliver()`, so that a training loop
+    stops between two steps, in a state it can checkpoint and resume bit for bit, instead of in
+    the middle of an optimiser update. A second signal raises at once (a stuck step still stops);
+    one still held on a normal exit is raised then. Signals whose handler is not Python's (ignored,
+    or the OS default) and code off the main thread are left as they are."""
+    held = HeldInterrupt()
     if threading.current_thread() is not threading.main_thread():
-        yield stop
+        yield held
         return
 
-    def request(signum: int, frame: FrameType | None) -> None:
-        if stop.requested:
-            raise stop.interrupt()
-        stop.signum = signum
-        logger.warning("stopping at the next checkpoint (signal %d again to stop at once)", signum)
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held.pending:
+            held.handlers[signum](signum, frame)
+            return
+        held.signum = signum
+        logger.warning(
+            "%s received: stopping after this step (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
 
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            held.handlers[sig] = previous
+            signal.signal(sig, hold)
     try:
-        yield stop
+        yield held
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stop.requested:
-        raise stop.interrupt()
+        for number, handler in held.handlers.items():
+            signal.signal(number, handler)
+    held.deliver()
 
 
 def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:

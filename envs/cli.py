@@ -147,4 +147,5 @@ SHOW = Command(
     run=run_show,
     help="render a grid of frames, one row per domain",
     positional=("env",),
+    out_is_file=True,
 )

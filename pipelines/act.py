@@ -62,7 +62,7 @@ from darla.artifacts import (
 from darla.cli import Command
 from darla.config import config_hash, load_yaml
 from darla.errors import ArtifactError, ConfigError, TrainingError
-from darla.runtime import StopRequest, deferred_interrupt, resolve_device, setup_torch
+from darla.runtime import HeldInterrupt, held_interrupts, resolve_device, setup_torch
 from darla.seeding import derive_seed, seed_everything
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class CheckpointCallback(BaseCallback):
     steps, and at the first boundary after a stop was requested (then it stops the run)."""
 
     def __init__(
-        self, run: _Session, freq: int, cfg_hash: str, stop: StopRequest, resumes: list[dict[str, Any]]
+        self, run: _Session, freq: int, cfg_hash: str, stop: HeldInterrupt, resumes: list[dict[str, Any]]
     ) -> None:
         super().__init__()
         self.run = run
@@ -315,14 +315,13 @@ class CheckpointCallback(BaseCallback):
 
     def _boundary(self) -> None:
         due = self.freq > 0 and self.num_timesteps // self.freq > self.last
-        if due or self.stop.requested:
+        if due or self.stop.pending:
             if self.freq > 0:
                 self.last = self.num_timesteps // self.freq
             save_checkpoint(
                 self.run.spec, self.model, self.run.venv, self.run.folder, self.cfg_hash, self.resumes
             )
-        if self.stop.requested:
-            raise self.stop.interrupt()
+        self.stop.deliver()  # a Ctrl-C or SIGTERM held until here stops the run, checkpointed
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -408,6 +407,7 @@ def run_act(cfg: ActConfig) -> Path:
     cfg, vision = resolve_act_config(cfg)
     folder = act_dir(cfg)
     stage = StageDir(folder, cfg)
+    stage.lock()  # refuse at once (naming the holder) if another process writes this policy
     if stage.is_done():
         logger.info("act already done: %s", folder)
         return folder
@@ -525,7 +525,7 @@ def _train(run: _Session, checkpoint: dict[str, Any] | None) -> Path:
     started = time.perf_counter()
     steps_before = int(model.num_timesteps)
     if remaining > 0:
-        with deferred_interrupt() as stop:
+        with held_interrupts() as stop:
             saver = CheckpointCallback(run, cfg.checkpoint_freq, cfg_hash, stop, resumes)
             model.learn(
                 total_timesteps=remaining,

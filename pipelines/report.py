@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from darla import locks
 from darla.agents.config import readout_name
 from darla.artifacts import atomic_save_figure, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
@@ -648,7 +649,7 @@ def write_report(cfg: ReportConfig | str | Path, folders: Sequence[Path] | None 
     out = Path(cfg.out) if cfg.out is not None else run_dir / "report"
     runs = load_run(run_dir, folders)
     summary = summarise(runs, cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    locks.hold_stage(out, run_dir)  # one writer; a run in progress holds its own report folder
     atomic_write_text(out / "results.csv", _csv_text(csv_rows(runs)))
     atomic_write_json(out / "summary.json", summary_json(summary))
     plot(summary, out / "transfer.png")

@@ -9,7 +9,8 @@ changed config re-runs that stage and, because each downstream config records it
 (act records the vision checkpoint's hash, transfer the act folder's completion hash),
 everything that depends on it. A killed run continues where it stopped: finished stages are
 skipped, an interrupted act resumes from its checkpoint. Each stage's outcome (ran / skipped,
-seconds) is appended to `<out>/run_log.jsonl`.
+seconds) is appended to `<out>/run_log.jsonl`. A run holds its folder (darla.locks): a second run
+on it, or a lone stage writing into it, refuses or waits (`--wait`) until the first has ended.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from darla import locks
 from darla.agents.config import LATENT, ActConfig, parse_readout, readout_name
 from darla.artifacts import DONE, StageDir, atomic_write_text
 from darla.cli import Command
@@ -217,17 +219,20 @@ def _stop_workers(running: list[Future[Any]], tell: bool, grace: float = 60.0) -
         proc.terminate()
 
 
-def _worker_init(level: str, parent_pid: int) -> None:
+def _worker_init(level: str, parent_pid: int, inside: str | None = None) -> None:
     # _stop_workers interrupts a worker with SIGINT, so it must take it even when the command
     # inherited SIGINT ignored (a script's `darla run ... &`): else no stage saves its checkpoint
     signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_logging(level)
     exit_with_parent(parent_pid)
+    if inside is not None:  # the parent holds the run folder: our stages write inside its lock
+        locks.inherit([inside])
 
 
 def _timed_call(run: Callable[[], Path]) -> tuple[Path, float]:
     start = time.perf_counter()
-    path = run()
+    with locks.session():  # the stage's folder is locked while it runs, free for the next after
+        path = run()
     return path, time.perf_counter() - start
 
 
@@ -278,7 +283,7 @@ class StageRunner:
             min(workers, len(jobs)),
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_worker_init,
-            initargs=(str(level), os.getpid()),
+            initargs=(str(level), os.getpid(), str(self.out) if locks.holds(self.out) else None),
         )
         try:
             while pending or running:
@@ -488,7 +493,9 @@ def run_all(cfg: RunConfig) -> Path:
 
     check_readout_layers(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # one run per folder: a second run, or a lone stage writing into it, refuses (or waits) until this
+    # process ends; the lock goes with the process however it ends
+    locks.hold(out)
     atomic_write_text(out / RUN_CONFIG, dump_yaml(cfg))
     family = get_family(cfg.env)
     stage = StageRunner(out)

@@ -401,6 +401,7 @@ IMAGINE = Command(
     run=imagine,
     help="SCAN: images for a symbol expression",
     positional=("symbols",),
+    out_is_file=True,
 )
 
 __all__ = ["DESCRIBE", "IMAGINE", "TRAIN", "ScanTrainConfig", "parse_expression", "train_scan"]

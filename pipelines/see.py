@@ -194,8 +194,10 @@ def run_see(cfg: SeeConfig) -> Path:
     """Train (or skip, or resume) the see stage; returns the see folder."""
     cfg = resolve(cfg)
     stage = StageDir(cfg.folder, cfg)
+    stage.lock()  # before any work: a folder another process writes is refused (or waited for) now
     if stage.is_done():
         logger.info("see: %s is done with the same config; skipping", stage.path)
+        stage.unlock()
         return stage.path
     setup_torch(cfg.threads)
     device = resolve_device(cfg.device)

@@ -136,6 +136,12 @@ def read_act_config(act_dir: Path) -> dict[str, Any]:
     data = load_yaml(act_dir / CONFIG)
     if not isinstance(data, dict) or not data.get("env"):
         raise ArtifactError(f"{act_dir / CONFIG} names no env: not a darla act folder")
+    if "algo" not in data:
+        kind = "a see folder (a vision model)" if "model" in data else "not an act folder"
+        raise ArtifactError(
+            f"{act_dir} is {kind}: transfer evaluates a policy, so --act takes an act folder, e.g. "
+            "<run>/act/<vision>/<algo>/s<seed> (made by `darla act` or `darla run`)"
+        )
     return data
 
 
@@ -791,8 +797,10 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
     stage, family, act_dir, oracle_dir, cfg = plan.stage, plan.family, plan.act_dir, plan.oracle_dir, plan.cfg
     assert cfg.out is not None  # resolved by _plan
     out, max_steps = Path(cfg.out), cfg.max_episode_steps
+    stage.lock()
     if stage.is_done():
         logger.info("transfer %s: done with this config, skipped", stage.path)
+        stage.unlock()
         return stage.path
     stage.prepare()
     setup_torch(cfg.threads)

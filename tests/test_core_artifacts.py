@@ -113,3 +113,17 @@ def test_resumed_progress_bar_rates_only_this_process_work(caplog, monkeypatch):
     lines = [r.getMessage() for r in caplog.records if r.name == "darla.progress"]
     assert [line.split(" (")[0] for line in lines] == [f"train: {k}/50" for k in range(25, 51, 5)]
     assert ", 3.0 step/s" in lines[-1]
+
+
+def test_replacing_a_finished_folder_of_another_config_is_logged(tmp_path, caplog):
+    folder = tmp_path / "s"
+    stage = StageDir(folder, Cfg(1))
+    stage.prepare()
+    stage.mark_done()
+    with caplog.at_level("WARNING"):
+        StageDir(folder, Cfg(1)).prepare()  # same config: nothing to say
+        assert not caplog.records
+        StageDir(folder, Cfg(2)).prepare()
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and str(folder) in record.getMessage()
+    assert "another config" in record.getMessage()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -125,3 +127,105 @@ def test_top_level_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for words in cli.COMMANDS:
         assert " ".join(words) in out
+
+
+@pytest.mark.parametrize("text", ["- steps: 3\n- mode: slow\n", "42\n", "just words\n"])
+def test_a_config_file_must_be_a_mapping(demo, capsys, tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert main(["demo", "X", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("darla: error:") and str(path) in err and "mapping" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_options_suggest_close_names(demo, capsys):
+    assert main(["demo", "X", "--stepz", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("darla: error:") and "'--stepz'" in err and "did you mean '--steps'" in err
+    assert main(["see", "--train.stepz", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "'--train.stepz'" in err and "did you mean '--train.steps'" in err
+    assert "darla see --help" in err
+
+
+# every command with an --out: (argv without --out, whether --out names a file)
+OUT_COMMANDS = {
+    "see": (["see"], False),
+    "act": (["act", "--mode", "pixels"], False),
+    "transfer": (["transfer", "--act", "runs/x/act/pixels/ppo/s0"], False),
+    "run": (["run"], False),
+    "validate": (["validate"], False),
+    "probe": (["probe", "--see", "runs/x/see/vae"], False),
+    "report": (["report", "--run", "runs/x"], False),
+    "scan train": (["scan", "train", "--vision", "runs/x/see/beta_vae"], False),
+    "envs show": (["envs", "show", "SeekAvoid"], True),
+    "scan imagine": (["scan", "imagine", "floor=0", "--scan", "runs/x/scan/v"], True),
+}
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder this process cannot write into (root writes through permissions: /proc it cannot)."""
+    if os.geteuid() == 0:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs /proc when run as root")
+        yield Path("/proc/darla-test")
+        return
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    yield folder
+    folder.chmod(0o755)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("command", list(OUT_COMMANDS))
+@pytest.mark.parametrize("where", ["under-a-file", "a-file", "a-folder", "not-writable"])
+def test_a_bad_out_is_a_one_line_error_and_nothing_is_written(
+    command, where, tmp_path, unwritable, capsys, monkeypatch
+):
+    argv, is_file = OUT_COMMANDS[command]
+    if (where, is_file) in (("a-file", True), ("a-folder", False)):
+        pytest.skip("a legal --out for this command")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "afolder").mkdir()
+    out = {
+        "under-a-file": tmp_path / "afile" / "sub" / "out.png",
+        "a-file": tmp_path / "afile",
+        "a-folder": tmp_path / "afolder",
+        "not-writable": unwritable / "out.png",
+    }[where]
+    before = _tree(tmp_path)
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("darla: error:") and "--out" in err and "Traceback" not in err
+    assert {"under-a-file": "is a file", "a-file": "is a file", "a-folder": "is a folder",
+            "not-writable": "not writable"}[where] in err  # fmt: skip
+    assert _tree(tmp_path) == before
+
+
+def test_main_takes_sigint_even_when_started_with_it_ignored():
+    """A script's `darla run ... &` starts with SIGINT ignored; Ctrl-C / kill -INT must stop it."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import signal, sys; from darla import cli; "
+        "cli.load_command = lambda words: None; "
+        "cli.run_command = lambda *a: signal.raise_signal(signal.SIGINT); "
+        "sys.exit(cli.main(['see']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.returncode == 130 and "interrupted" in proc.stderr

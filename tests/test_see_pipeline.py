@@ -16,7 +16,7 @@ import darla.envs
 import darla.vision as vision
 from darla.cli import main
 from darla.config import build_config
-from darla.errors import ConfigError
+from darla.errors import ArtifactError, ConfigError
 from darla.pipelines.see import SeeConfig, run_see
 
 SIZE = 32
@@ -235,3 +235,42 @@ def test_cli_bench_see_reports_the_trainer_against_a_plain_loop(capsys: pytest.C
     )
     assert result["encode_images_per_s"] > 0 and result["threads"] == 1
     assert result["host"]["cpu"] and result["host"]["torch_threads"] == 1
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "pickle"])
+def test_a_damaged_model_file_is_a_one_line_error_that_never_suggests_unpickling(
+    tmp_path: Path, fake_collect: list, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    import pickle
+
+    folder = run_see(tiny_cfg(tmp_path))
+    model = folder / "model.pt"
+    data = model.read_bytes()
+    model.write_bytes(
+        {
+            "garbage": b"not a checkpoint\n" * 10,
+            "truncated": data[: len(data) // 2],
+            "pickle": pickle.dumps({"format": "darla.vision/1", "weights": Path("x")}),
+        }[damage]
+    )
+    with pytest.raises(ArtifactError) as exc:
+        vision.load(folder)
+    assert str(model) in str(exc.value)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["evaluate", "--see", str(folder), "--dataset", "SeekAvoid"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("darla: error:") and str(model) in err and "darla see" in err
+    assert "weights_only" not in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_changed_config_says_it_replaces_a_finished_folder(
+    tmp_path: Path, fake_collect: list, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = run_see(tiny_cfg(tmp_path))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run_see(tiny_cfg(tmp_path, params={**TINY, "beta": 2.0}))
+    replaced = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(folder) in m and "another config" in m for m in replaced), replaced

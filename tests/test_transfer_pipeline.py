@@ -287,3 +287,18 @@ def test_cli_json(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert set(read_json(result["results"])["domains"]) == set(
         FAMILY.splits["source"] + FAMILY.splits["target"]
     )
+
+
+@pytest.mark.parametrize("with_out", [True, False])
+def test_a_see_folder_given_as_act_is_refused_before_anything_is_written(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], with_out: bool
+) -> None:
+    see = tmp_path / "exp" / "see" / "beta_vae"
+    shutil.copytree(run_dir / "see" / "beta_vae", see)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    out = ["--out", str(tmp_path / "exp")] if with_out else []
+    assert main(["transfer", "--act", str(see), *out, "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("darla: error:") and str(see) in err and "see folder" in err and "act folder" in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert not (tmp_path / "exp" / "transfer").exists()

@@ -100,9 +100,11 @@ def read_payload(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's own message would advise weights_only=False, which runs whatever code the file holds
         raise ArtifactError(
-            f"cannot read vision checkpoint {file}: corrupt or not a torch file ({first})"
+            f"cannot read vision checkpoint {file}: {_damage(exc)}. darla reads only checkpoints of "
+            f"tensors and plain values; retrain it (delete {see_folder(file)} and re-run the "
+            "`darla see` or `darla run` that made it) or point to another model"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -113,6 +115,20 @@ def read_payload(path: str | Path) -> dict[str, Any]:
         if key not in payload:
             raise ArtifactError(f"{file}: checkpoint lacks {key!r}; corrupt or foreign")
     return payload
+
+
+def _damage(exc: BaseException) -> str:
+    """What is wrong with a file torch cannot load, in our words (never torch's advice)."""
+    text = str(exc).lower()
+    if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in text:
+        return "it is not a darla checkpoint (it holds objects other than tensors, or is not a torch file)"
+    if (
+        isinstance(exc, (EOFError, zipfile.BadZipFile))
+        or "zip archive" in text
+        or "central directory" in text
+    ):
+        return "the file is truncated or damaged"
+    return f"the file is damaged or not a torch file ({type(exc).__name__})"
 
 
 def model_from_payload(payload: dict[str, Any], where: str = "checkpoint") -> VisionModel:

@@ -2,8 +2,9 @@
 
 The loop is deterministic given the seed: batch indices come from a dedicated torch generator,
 and every RNG state is saved with the weights and optimisers, so a run killed and resumed from
-its last checkpoint ends with the same weights as one that never stopped. Checkpoints are
-written atomically and hold only tensors and plain types (`torch.load(weights_only=True)`).
+its last checkpoint ends with the same weights as one that never stopped. Ctrl-C and SIGTERM
+stop it between two steps with a checkpoint of the step reached (`held_interrupts`). Checkpoints
+are written atomically and hold only tensors and plain types (`torch.load(weights_only=True)`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from darla.errors import ArtifactError, ConfigError
 from darla.log import progress
-from darla.runtime import resolve_device, setup_torch
+from darla.runtime import HeldInterrupt, held_interrupts, resolve_device, setup_torch
 from darla.seeding import derive_seed, make_rng
 from darla.vision.base import VisionModel, gaussian_kl, recon_loss_per_image
 from darla.vision.checkpoint import model_payload, read_payload, write_payload
@@ -226,34 +227,33 @@ class Trainer:
         last: dict[str, float] = {}
         bar = progress(total=cfg.steps, desc=f"see {self.desc}", unit="step", initial=self.step)
         try:
-            while self.step < cfg.steps:
-                batch = self.next_batch()
-                terms = self.model.train_step(batch, self.step, self.optimizers)
-                self.step += 1
-                for k, v in terms.items():
-                    window[k] = window[k] + v if k in window else v.clone()
-                window_n += 1
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    last = {k: float(v) / window_n for k, v in window.items()}
-                    window, window_n = {}, 0
-                    rate = (self.step - start_step) * batch.shape[0] / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{last.get('loss', math.nan):.1f}", img_s=f"{rate:.0f}")
-                    if writer is not None:
-                        for k, v in last.items():
-                            writer.add_scalar(f"train/{k}", v, self.step)
-                        writer.add_scalar("train/images_per_s", rate, self.step)
-                if writer is not None and cfg.image_every and self.step % cfg.image_every == 0:
-                    self._log_images(writer)
-                    self.model.train()
-                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
-                    self._checkpoint_now(t0, start_step)
-                    if self.on_checkpoint is not None:
-                        hook_start, rng = time.perf_counter(), torch.get_rng_state()
-                        self.on_checkpoint(self.step)
-                        torch.set_rng_state(rng)
+            with held_interrupts() as interrupt:
+                while True:
+                    if interrupt.pending:  # between two steps: a state that resumes bit for bit
+                        self._stop(interrupt, t0)
+                    if self.step >= cfg.steps:
+                        break
+                    batch = self.next_batch()
+                    terms = self.model.train_step(batch, self.step, self.optimizers)
+                    self.step += 1
+                    for k, v in terms.items():
+                        window[k] = window[k] + v if k in window else v.clone()
+                    window_n += 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        last = {k: float(v) / window_n for k, v in window.items()}
+                        window, window_n = {}, 0
+                        rate = (self.step - start_step) * batch.shape[0] / max(time.perf_counter() - t0, 1e-9)
+                        bar.set_postfix(loss=f"{last.get('loss', math.nan):.1f}", img_s=f"{rate:.0f}")
+                        if writer is not None:
+                            for k, v in last.items():
+                                writer.add_scalar(f"train/{k}", v, self.step)
+                            writer.add_scalar("train/images_per_s", rate, self.step)
+                    if writer is not None and cfg.image_every and self.step % cfg.image_every == 0:
+                        self._log_images(writer)
                         self.model.train()
-                        t0 += time.perf_counter() - hook_start  # training time excludes the hook
+                    if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                        t0 += self._scheduled_checkpoint(t0)  # training time excludes the hook
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
@@ -267,7 +267,30 @@ class Trainer:
         self.model.eval()
         return TrainResult(self.step, self.elapsed, rate, last, resumed)
 
-    def _checkpoint_now(self, t0: float, start_step: int) -> None:
+    def _scheduled_checkpoint(self, t0: float) -> float:
+        """Checkpoint, then run `on_checkpoint` (training RNG and mode restored after it); returns
+        the seconds the hook took."""
+        self._checkpoint_now(t0)
+        if self.on_checkpoint is None:
+            return 0.0
+        hook_start, rng = time.perf_counter(), torch.get_rng_state()
+        self.on_checkpoint(self.step)
+        torch.set_rng_state(rng)
+        self.model.train()
+        return time.perf_counter() - hook_start
+
+    def _stop(self, interrupt: HeldInterrupt, t0: float) -> None:
+        """Checkpoint the step reached, then raise the interrupt (KeyboardInterrupt, Terminated)."""
+        self._checkpoint_now(t0)
+        logger.warning(
+            "%s interrupted at step %d of %d: checkpoint saved, the same command resumes from it",
+            self.desc,
+            self.step,
+            self.cfg.steps,
+        )
+        interrupt.deliver()
+
+    def _checkpoint_now(self, t0: float) -> None:
         # elapsed must include the current session up to now, without double counting at the end
         saved = self.elapsed
         self.elapsed = saved + (time.perf_counter() - t0)
