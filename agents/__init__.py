@@ -8,9 +8,10 @@
 from .agent import Agent, load_agent
 from .algos import ALGOS, AlgoSpec
 from .config import ActConfig
-from .factory import MODES, Mode, build_model, load_model, resolve_hyperparams
+from .factory import build_model, load_model, resolve_hyperparams
 from .features import EncoderExtractor, FrozenEncoderVecEnv, encode_batch, parameter_hash
 from .mfec import MFEC
+from .modes import MODES, Mode
 
 __all__ = [
     "ALGOS",

@@ -15,13 +15,14 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from darla.artifacts import file_hash, is_done, read_stage_config
+from darla.artifacts import ActArtifact, file_hash
 from darla.errors import ArtifactError, ConfigError
 from darla.runtime import resolve_device
 
-from .config import ActConfig
-from .factory import MODES, load_model
+from .config import ActConfig, PolicyInputs
+from .factory import load_model
 from .features import Encoder, LayerEncoder, StandardizedEncoder, feature_map_shape
+from .modes import MODES
 
 if TYPE_CHECKING:
     from darla.vision import VisionModel
@@ -73,26 +74,26 @@ def with_feature_norm(cfg: ActConfig, folder: Path, vision: VisionModel) -> Enco
         return StandardizedEncoder(base, data["mean"], data["std"])
 
 
-def locate_vision_checkpoint(cfg: ActConfig, act_dir: Path) -> Path:
+def locate_vision_checkpoint(cfg: ActConfig, inputs: PolicyInputs, act_dir: Path) -> Path:
     """The vision checkpoint an act folder names, verified by content hash.
 
     The recorded path is tried first; if the run folder was moved, the same file is looked for at
     `<out>/see/<see folder name>/<file name>` relative to the act folder. A file whose hash differs
     from the recorded one is refused: the policy was trained on other features.
     """
-    if cfg.vision_checkpoint is None or cfg.vision_hash is None:
+    if inputs.vision_checkpoint is None or inputs.vision_hash is None:
         raise ArtifactError(f"{act_dir}: config.yaml names no vision checkpoint (mode {cfg.mode!r})")
-    recorded = Path(cfg.vision_checkpoint)
+    recorded = Path(inputs.vision_checkpoint)
     candidates = [recorded]
     if cfg.see is not None and len(act_dir.parents) >= 4:
         candidates.append(act_dir.parents[3] / "see" / Path(cfg.see).name / recorded.name)
     for path in candidates:
         if path.is_file():
             actual = file_hash(path)
-            if actual != cfg.vision_hash:
+            if actual != inputs.vision_hash:
                 raise ArtifactError(
                     f"vision checkpoint {path} changed since this policy was trained "
-                    f"(content hash {actual}, expected {cfg.vision_hash}); re-run act on it"
+                    f"(content hash {actual}, expected {inputs.vision_hash}); re-run act on it"
                 )
             return path
     raise ArtifactError(f"vision checkpoint not found: {recorded} (needed by {act_dir})")
@@ -154,13 +155,11 @@ class Agent:
 
 def load_agent(act_dir: str | Path, device: str = "auto") -> Agent:
     """Rebuild a finished act stage's policy with its (hash-verified) vision model."""
-    path = Path(act_dir)
-    if not is_done(path):
-        raise ArtifactError(f"{path} is not a finished act stage (no DONE.json): run or resume `darla act`")
-    return agent_from_folder(path, read_stage_config(path, ActConfig), device)
+    artifact = ActArtifact.read(act_dir)
+    return agent_from_folder(artifact.path, artifact.config(ActConfig), PolicyInputs.of(artifact.raw), device)
 
 
-def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent:
+def agent_from_folder(path: Path, cfg: ActConfig, inputs: PolicyInputs, device: str = "auto") -> Agent:
     """The agent saved in `path` under the resolved `cfg` (no completion check: act uses it to verify)."""
     if not (path / POLICY).is_file():
         raise ArtifactError(f"{path} holds no {POLICY}")
@@ -170,7 +169,7 @@ def agent_from_folder(path: Path, cfg: ActConfig, device: str = "auto") -> Agent
     if MODES.get(cfg.mode).needs_vision:
         import darla.vision
 
-        ckpt = locate_vision_checkpoint(cfg, path)
+        ckpt = locate_vision_checkpoint(cfg, inputs, path)
         checkpoint = str(ckpt)
         vision = with_feature_norm(cfg, path, darla.vision.load(ckpt, device=dev))
     model = load_model(

@@ -101,6 +101,8 @@ class AlgoSpec:
     cls: type[Any]
     off_policy: bool
     persistence: Persistence
+    actor_critic: bool = False
+    """Its policy has an actor with action distributions (what `act --expert` clones into)."""
 
 
 def check_algo(name: str, spec: Any) -> None:
@@ -113,7 +115,7 @@ def check_algo(name: str, spec: Any) -> None:
 
 ALGOS: Registry[AlgoSpec] = Registry("algorithm", group="darla.algos", check=check_algo)
 """darla's algorithms and plug-ins from the `darla.algos` entry points."""
-ALGOS.register("ppo", AlgoSpec("ppo", PPO, off_policy=False, persistence=SB3Persistence()))
-ALGOS.register("a2c", AlgoSpec("a2c", A2C, off_policy=False, persistence=SB3Persistence()))
+ALGOS.register("ppo", AlgoSpec("ppo", PPO, off_policy=False, persistence=SB3Persistence(), actor_critic=True))
+ALGOS.register("a2c", AlgoSpec("a2c", A2C, off_policy=False, persistence=SB3Persistence(), actor_critic=True))
 ALGOS.register("dqn", AlgoSpec("dqn", DQN, off_policy=True, persistence=SB3Persistence()))
 ALGOS.register("mfec", AlgoSpec("mfec", MFEC, off_policy=False, persistence=MFECPersistence()))

@@ -1,101 +1,46 @@
 """The act stage's config: what to train (algo x mode), where (env, source domains), on what features.
 
 It lives in `darla.agents` (not in the pipeline) because a trained `Agent` carries it: dependencies
-point `pipelines -> agents`, and `darla.pipelines.act` re-exports it under the contract's name.
-`run_act` writes the *resolved* config (env, domains, size, vision checkpoint + content hash, the full
-hyperparameters) into the act folder, so the folder alone says what made it.
+point `pipelines -> agents`. `ActSettings` are the training settings every policy of a run shares
+(`darla run --act.timesteps ...`); `ActConfig` adds what names one policy (its vision model, mode,
+algorithm, seed, folder). Values act resolves from its inputs (the vision model's content hash, an
+expert's) are no config fields: the act folder's artifact records them (`darla.artifacts`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 from darla.errors import ConfigError
 from darla.registry import unknown_name_message
 
-FeatureNorm = Literal["none", "standardize"]
-FEATURE_NORMS: tuple[str, ...] = get_args(FeatureNorm)
-FeatureHead = Literal["mlp", "cnn"]
-FEATURE_HEADS: tuple[str, ...] = get_args(FeatureHead)
-LATENT = "latent"
-"""A readout's name for the latent code (DARLA's features, `feature_layer` empty)."""
-
-
-def readout_name(layer: str, head: str) -> str:
-    """What a frozen policy reads, as one word: '' for DARLA's default (the latent code, an MLP),
-    else 'conv1', 'fc', 'conv1+cnn'. Act folders and report labels carry it, so two readouts of one
-    vision model stay apart."""
-    if not layer and head == "mlp":
-        return ""
-    return (layer or LATENT) + ("" if head == "mlp" else f"+{head}")
-
-
-def parse_readout(spec: str) -> tuple[str, str]:
-    """'conv1+cnn' -> ('conv1', 'cnn'), 'conv1' -> ('conv1', 'mlp'), 'latent' -> ('', 'mlp'): the
-    `feature_layer` and `feature_head` of a readout named as `readout_name` names it. Layer names are
-    the vision model's, checked by `darla run` before any stage and by act when it loads the model."""
-    layer, plus, head = spec.partition("+")
-    if not layer or (plus and not head):
-        raise ConfigError(
-            f"readout {spec!r} is not '<layer>' or '<layer>+<head>' (e.g. {LATENT}, conv1, conv1+cnn)"
-        )
-    head = head or "mlp"
-    if head not in FEATURE_HEADS:
-        raise ConfigError(unknown_name_message(f"head of readout {spec!r}", head, list(FEATURE_HEADS)))
-    layer = "" if layer == LATENT else layer
-    if head == "cnn" and not layer:
-        raise ConfigError(
-            f"readout {spec!r}: the cnn head reads a convolutional map, not the latent code; "
-            "name a conv layer (e.g. conv1+cnn)"
-        )
-    return layer, head
+from .algos import ALGOS
+from .modes import MODES
+from .readouts import FEATURE_HEADS, FEATURE_NORMS, FeatureHead, FeatureNorm
 
 
 @dataclass
-class ActConfig:
-    """Train an SB3 policy in the source domains on a vision model's frozen (or fine-tuned) features."""
+class ActSettings:
+    """How policies train: budget, vectorisation, evaluation, checkpoints, what frozen policies read."""
 
     hash_exclude: ClassVar[tuple[str, ...]] = (
-        "out",
-        "see",
-        "name",
-        "vision_checkpoint",
         "device",
         "threads",
         "progress",
         "algo_hparams",  # merged into `hparams` by act before anything is hashed or written
-        "expert",  # named by its policy's content hash (expert_hash)
+        "expert",  # named by its policy's content hash (the artifact's expert_hash)
     )
     hash_omit_default: ClassVar[tuple[str, ...]] = (
         "feature_norm",
         "feature_norm_frames",
         "feature_layer",
         "feature_head",
-        "expert_hash",
         "imitate_epochs",
         "imitate_lr",
     )
 
-    see: Path | None = None
-    """see folder (stage 1 output) whose vision model the policy uses; optional for mode 'pixels'
-    (then it only supplies the env and source domains)"""
-    env: str | None = None
-    """env family (default: the one the see folder trained on)"""
-    domains: tuple[str, ...] = ()
-    """domains to train in (default: the see folder's source domains, else the family's source split)"""
-    algo: str = "ppo"
-    """RL algorithm: ppo, a2c, dqn"""
-    mode: str = "frozen"
-    """frozen (DARLA: policy on frozen features), finetune (encoder trained end to end), pixels (NatureCNN)"""
-    seed: int = 0
-    """one seed fixes the policy init, the env workers and the evaluation episodes"""
-    out: Path = Path("runs/exp")
-    """experiment folder; the policy goes to <out>/act/<name>/<algo>/s<seed>/"""
-    name: str | None = None
-    """folder name under <out>/act/ (default: the see folder's name, '<see>@conv1+cnn' for a frozen
-    policy reading an encoder layer, '<see>-finetune' for finetune, 'pixels' for pixels)"""
     timesteps: int = 100_000
     """total env steps (summed over the vectorised workers)"""
     n_envs: int = 4
@@ -143,8 +88,6 @@ class ActConfig:
     """with --expert: passes over the expert's steps"""
     imitate_lr: float = 1e-3
     """with --expert: Adam learning rate of the fit"""
-    expert_hash: str | None = None
-    """(filled in by act) content hash of the expert's policy.zip"""
     eval_freq: int = 10_000
     """evaluate on the source domains every this many env steps (0: only at the end)"""
     eval_episodes: int = 10
@@ -158,20 +101,8 @@ class ActConfig:
     threads that outnumber free cores spin (measured 6x slower PPO under load)"""
     progress: bool = True
     """show SB3's progress bar (only when stderr is a terminal)"""
-    vision_model: str | None = None
-    """(filled in by act) the vision model's zoo name"""
-    vision_checkpoint: str | None = None
-    """(filled in by act) path of the vision checkpoint the policy was trained on"""
-    vision_hash: str | None = None
-    """(filled in by act) content hash of that checkpoint; load_agent refuses a changed file"""
 
     def validate(self) -> None:
-        from darla.agents.factory import ALGOS, MODES
-
-        ALGOS.get(self.algo)
-        mode = MODES.get(self.mode)
-        if mode.needs_vision and self.see is None:
-            raise ConfigError(f"mode {self.mode!r} needs a vision model: pass --see <see folder>")
         for label, value, low in (
             ("timesteps", self.timesteps, 1),
             ("n_envs", self.n_envs, 1),
@@ -184,13 +115,6 @@ class ActConfig:
             if value < low:
                 raise ConfigError(f"{label} must be >= {low}, got {value}")
         if self.expert is not None:
-            from darla.agents.imitate import IMITATION_ALGOS
-
-            if self.algo not in IMITATION_ALGOS:
-                raise ConfigError(
-                    f"--expert clones into an actor-critic policy: algo must be one of "
-                    f"{', '.join(IMITATION_ALGOS)}, got {self.algo!r}"
-                )
             if self.imitate_epochs < 1:
                 raise ConfigError(f"imitate_epochs must be >= 1, got {self.imitate_epochs}")
             if not self.imitate_lr > 0:
@@ -201,13 +125,82 @@ class ActConfig:
             raise ConfigError(unknown_name_message("feature_head", self.feature_head, list(FEATURE_HEADS)))
         if self.size is not None and self.size < 8:
             raise ConfigError(f"size must be >= 8 pixels, got {self.size}")
-        if len(set(self.domains)) != len(self.domains):
-            raise ConfigError(f"domains must not repeat, got {list(self.domains)}")
         for algo, values in self.algo_hparams.items():
             ALGOS.get(algo)  # a typo is an error; other algorithms' entries are unused (presets)
             if not isinstance(values, dict):
                 raise ConfigError(f"algo_hparams.{algo} must be a mapping of hyperparameters, got {values!r}")
 
-    def effective_hparams(self, algo: str | None = None) -> dict[str, Any]:
-        """The preset defaults of `algo` (default: the chosen one), then the explicit overrides."""
-        return {**self.algo_hparams.get(algo or self.algo, {}), **self.hparams}
+    def effective_hparams(self, algo: str) -> dict[str, Any]:
+        """The preset defaults of `algo`, then the explicit overrides."""
+        return {**self.algo_hparams.get(algo, {}), **self.hparams}
+
+
+@dataclass
+class ActConfig(ActSettings):
+    """Train an SB3 policy in the source domains on a vision model's frozen (or fine-tuned) features."""
+
+    hash_exclude: ClassVar[tuple[str, ...]] = (*ActSettings.hash_exclude, "out", "see", "name")
+
+    see: Path | None = None
+    """see folder (stage 1 output) whose vision model the policy uses; optional for mode 'pixels'
+    (then it only supplies the env and source domains)"""
+    env: str | None = None
+    """env family (default: the one the see folder trained on)"""
+    domains: tuple[str, ...] = ()
+    """domains to train in (default: the see folder's source domains, else the family's source split)"""
+    algo: str = "ppo"
+    """RL algorithm: ppo, a2c, dqn"""
+    mode: str = "frozen"
+    """frozen (DARLA: policy on frozen features), finetune (encoder trained end to end), pixels (NatureCNN)"""
+    seed: int = 0
+    """one seed fixes the policy init, the env workers and the evaluation episodes"""
+    out: Path = Path("runs/exp")
+    """experiment folder; the policy goes to <out>/act/<name>/<algo>/s<seed>/"""
+    name: str | None = None
+    """folder name under <out>/act/ (default: the see folder's name, '<see>@conv1+cnn' for a frozen
+    policy reading an encoder layer, '<see>-finetune' for finetune, 'pixels' for pixels)"""
+
+    def validate(self) -> None:
+        super().validate()
+        spec = ALGOS.get(self.algo)
+        MODES.get(self.mode)
+        if self.expert is not None and not spec.actor_critic:
+            clonable = [name for name, s in ALGOS.items() if s.actor_critic]
+            raise ConfigError(
+                f"--expert clones into an actor-critic policy: algo must be one of "
+                f"{', '.join(clonable)}, got {self.algo!r}"
+            )
+        if len(set(self.domains)) != len(self.domains):
+            raise ConfigError(f"domains must not repeat, got {list(self.domains)}")
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """What act resolves from the stages a policy reads: the vision model (zoo name, checkpoint
+    path, content hash) and an expert's policy hash. Recorded in the act folder's config.yaml beside
+    the config; the hashes are part of the stage's identity, the path is not (a run may move)."""
+
+    vision_model: str | None = None
+    vision_checkpoint: str | None = None
+    vision_hash: str | None = None
+    expert_hash: str | None = None
+
+    @classmethod
+    def of(cls, recorded: dict[str, Any]) -> PolicyInputs:
+        """From an act folder's recorded values (its artifact's raw config)."""
+        return cls(
+            **{
+                k: recorded.get(k)
+                for k in ("vision_model", "vision_checkpoint", "vision_hash", "expert_hash")
+            }
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """The stage-hash part: the vision model and its hash always, the expert's when there is one."""
+        out: dict[str, Any] = {"vision_model": self.vision_model, "vision_hash": self.vision_hash}
+        if self.expert_hash is not None:
+            out["expert_hash"] = self.expert_hash
+        return out
+
+    def notes(self) -> dict[str, Any]:
+        return {"vision_checkpoint": self.vision_checkpoint}

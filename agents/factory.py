@@ -1,9 +1,8 @@
 """Algorithm x mode: build (or reload) an SB3 model whose policy sees a vision model's features.
 
 Two registries instead of if/elif chains: `ALGOS` (ppo, a2c, dqn, mfec; `darla.agents.algos`) says
-which class to build and how it is saved; `MODES` (frozen, finetune, pixels) says how frames reach the policy
-(env wrapper, policy type and kwargs, what to do after the policy is built, how to prepare raw frames
-for `predict`). Hyperparameters come from `hyperparams/<algo>.yaml` per env family (rl-baselines3-zoo
+which class to build and how it is saved; `MODES` (frozen, finetune, pixels; `darla.agents.modes`)
+says how frames reach the policy. Hyperparameters come from `hyperparams/<algo>.yaml` per env family (rl-baselines3-zoo
 style) and are checked against the algorithm's constructor, so a typo is an error, not a no-op.
 """
 
@@ -14,33 +13,26 @@ import logging
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 import yaml
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.torch_layers import NatureCNN
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from darla.config import merge
+from darla.envs.vec import resolve_vec
 from darla.errors import ConfigError
 from darla.registry import Registry, unknown_name_message
 
 from .algos import ALGOS, AlgoSpec
-from .features import (
-    Encoder,
-    EncoderExtractor,
-    FeatureMapCNN,
-    FrozenEncoderVecEnv,
-    WorkerEncoder,
-    encode_batch,
-    is_feature_space,
-)
+from .features import Encoder, FeatureMapCNN
+from .modes import MODES
+from .readouts import FEATURE_HEADS
 
 logger = logging.getLogger(__name__)
 
@@ -55,134 +47,6 @@ ACTIVATIONS.register("relu", torch.nn.ReLU)
 ACTIVATIONS.register("tanh", torch.nn.Tanh)
 ACTIVATIONS.register("elu", torch.nn.ELU)
 ACTIVATIONS.register("leaky_relu", torch.nn.LeakyReLU)
-
-
-# ----------------------------------------------------------------------------- modes
-class Mode:
-    """How frames reach the policy. Subclasses are registered in MODES."""
-
-    name: ClassVar[str]
-    needs_vision: ClassVar[bool]
-    policy: ClassVar[str]
-    cost: ClassVar[float] = 1.0
-    """time per env step relative to frozen (a scheduling hint: `darla run` starts long stages first)"""
-    frozen_features: ClassVar[bool] = False
-    """the policy reads a frozen encoder's features (what act's `feature_norm` standardises)"""
-
-    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
-        raise NotImplementedError
-
-    def worker_wrapper(self, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
-        """What wraps each env inside its worker (`make_vec_env(wrapper=...)`); None: nothing."""
-        return None
-
-    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
-        return {}
-
-    def after_build(self, model: BaseAlgorithm, vision_checkpoint: str | None) -> None:
-        """Called once on a freshly built model (not on a reloaded one)."""
-
-    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
-        """uint8 (n, H, W, 3) frames -> what the policy's observation space holds."""
-        raise NotImplementedError
-
-
-MODES: Registry[Mode] = Registry("act mode")
-
-
-def _require(vision: Encoder | None, mode: str) -> Encoder:
-    if vision is None:
-        raise ConfigError(f"mode {mode!r} needs a vision model")
-    return vision
-
-
-class FrozenMode(Mode):
-    """DARLA: the policy (MlpPolicy) sees the frozen encoder's features, computed by the env wrapper."""
-
-    name = "frozen"
-    needs_vision = True
-    policy = "MlpPolicy"
-    frozen_features = True
-
-    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
-        vision = _require(vision, self.name)
-        if is_feature_space(venv.observation_space, vision):
-            return venv  # the workers already encode (worker_wrapper)
-        return FrozenEncoderVecEnv(venv, vision)
-
-    def worker_wrapper(self, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
-        # in one process a batched pass beats per-env ones; with worker processes, encoding where
-        # the frames are made runs beside the envs on every core and keeps frames off the pipes
-        return WorkerEncoder(_require(vision, self.name)) if vec == "subproc" else None
-
-    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
-        return encode_batch(_require(vision, self.name), frames)
-
-
-class _ImageMode(Mode):
-    """Frames go into the policy: channel-first uint8, scaled to [0, 1] by SB3 (stated, not guessed)."""
-
-    policy = "CnnPolicy"
-
-    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
-        return VecTransposeImage(venv)
-
-    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
-        return {"normalize_images": True}
-
-    def prepare(self, frames: np.ndarray, vision: Encoder | None) -> np.ndarray:
-        return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
-
-
-class FinetuneMode(_ImageMode):
-    """DARLA_FT: the pretrained encoder is the policy's features extractor, trained end to end."""
-
-    name = "finetune"
-    needs_vision = True
-    cost = 3.0  # SeekAvoid 64x64, 1 thread: ~120 env steps/s against frozen's ~370
-
-    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
-        if vision_checkpoint is None:
-            raise ConfigError("mode 'finetune' needs a vision checkpoint")
-        return {
-            "normalize_images": True,
-            "features_extractor_class": EncoderExtractor,
-            "features_extractor_kwargs": {"vision_checkpoint": str(vision_checkpoint)},
-        }
-
-    def after_build(self, model: BaseAlgorithm, vision_checkpoint: str | None) -> None:
-        # PPO/A2C initialised every extractor orthogonally; DQN built two (online + target): restore all.
-        extractors = [m for m in model.policy.modules() if isinstance(m, EncoderExtractor)]
-        if not extractors:
-            raise ConfigError("finetune: the policy holds no EncoderExtractor")
-        for extractor in extractors:
-            extractor.load_pretrained(str(vision_checkpoint))
-
-
-class PixelsMode(_ImageMode):
-    """End-to-end baseline (DARLA_ENT-like): SB3's NatureCNN on raw frames, no pretraining."""
-
-    name = "pixels"
-    needs_vision = False
-    cost = 1.5  # ~240 env steps/s
-    MIN_SIZE: ClassVar[int] = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
-
-    def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
-        h, w = venv.observation_space.shape[:2]  # type: ignore[index]
-        if min(h, w) < self.MIN_SIZE:
-            raise ConfigError(
-                f"mode 'pixels' uses NatureCNN, which needs frames of at least "
-                f"{self.MIN_SIZE}x{self.MIN_SIZE}; got {h}x{w}"
-            )
-        return super().wrap_env(venv, vision)
-
-    def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:
-        return {"normalize_images": True, "features_extractor_class": NatureCNN}
-
-
-MODES.register("frozen", FrozenMode())
-MODES.register("finetune", FinetuneMode())
-MODES.register("pixels", PixelsMode())
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -201,8 +65,6 @@ def hyperparams_file(algo: str) -> dict[str, Any]:
 def default_hyperparams(algo: str, family: str, mode: str, head: str = "mlp") -> dict[str, Any]:
     """`default` <- the family's section <- their `modes: {<mode>: ...}` overrides <- that mode's
     `heads: {<head>: ...}` overrides (act's `feature_head`)."""
-    from darla.agents.config import FEATURE_HEADS
-
     MODES.get(mode)
     if head not in FEATURE_HEADS:
         raise ConfigError(unknown_name_message("feature_head", head, list(FEATURE_HEADS)))
@@ -276,8 +138,6 @@ def policy_kwargs(
 # ----------------------------------------------------------------------------- env + model
 def worker_wrapper(mode: str, vision: Encoder | None, vec: str) -> Callable[[gym.Env], gym.Env] | None:
     """The per-env wrapper `mode` wants inside the workers of a `vec` VecEnv (pass to make_vec_env)."""
-    from darla.envs.vec import resolve_vec
-
     return MODES.get(mode).worker_wrapper(vision, resolve_vec(vec))
 
 

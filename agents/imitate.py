@@ -31,7 +31,6 @@ from .agent import Agent
 
 logger = logging.getLogger(__name__)
 
-IMITATION_ALGOS = ("ppo", "a2c")
 """students must have an actor-critic policy (an action distribution to fit)"""
 BATCH_SIZE = 256
 HOLDOUT = 0.1
@@ -105,9 +104,7 @@ def actor_parameters(policy: ActorCriticPolicy) -> list[torch.nn.Parameter]:
 def fit_policy(policy: Any, demos: Demonstrations, *, epochs: int, lr: float, seed: int) -> dict[str, Any]:
     """Fit the student's action distribution to the expert's; returns the fit's history and scores."""
     if not isinstance(policy, ActorCriticPolicy):
-        raise ConfigError(
-            f"imitation fits actor-critic policies ({', '.join(IMITATION_ALGOS)}); got {type(policy).__name__}"
-        )
+        raise ConfigError(f"imitation fits actor-critic policies (ppo, a2c); got {type(policy).__name__}")
     if len(demos) < 10:
         raise ConfigError(f"imitation needs at least 10 expert steps, got {len(demos)}")
     rng = np.random.default_rng(seed)

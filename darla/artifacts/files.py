@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from darla import locks
-from darla.config import config_hash, dump_yaml, from_dict, load_yaml, to_dict
+from darla.config import config_hash, dump_yaml, from_dict, hash_dict, load_yaml, to_dict
 from darla.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -89,16 +89,38 @@ def read_json(path: str | Path) -> Any:
         raise ArtifactError(f"corrupt JSON in {path}: {exc}") from None
 
 
+def stage_hash(config: Any, inputs: dict[str, Any] | None = None) -> str:
+    """The identity of a stage: its config's result-deciding fields plus what it resolved from
+    upstream stages (`inputs`: e.g. the content hash of the vision model a policy reads)."""
+    if not inputs:
+        return config_hash(config)
+    return config_hash({**hash_dict(config), **to_dict(inputs)})
+
+
 class StageDir:
     """One stage's folder: its config, its completion marker, and helpers to write into it.
 
+    `inputs`: values the stage resolved from its upstream artifacts that decide its results (hashes
+    of what it reads); they join the config in `config.yaml` and in the stage's hash, but are no
+    config fields (no flags). `notes`: resolved values recorded in `config.yaml` that do not decide
+    results (e.g. the path a hashed checkpoint was read from).
     `root`: the run folder the stage writes into, locked shared beside the stage folder (default:
     the config's `out`, when the folder lies inside it)."""
 
-    def __init__(self, path: str | Path, config: Any, root: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        config: Any,
+        root: str | Path | None = None,
+        *,
+        inputs: dict[str, Any] | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.config = config
-        self.hash = config_hash(config)
+        self.inputs = dict(inputs or {})
+        self.notes = dict(notes or {})
+        self.hash = stage_hash(config, self.inputs)
         out = getattr(config, "out", None) if root is None else root
         self.root = Path(out) if isinstance(out, (str, Path)) else None
         self._locked: list[Path] = []
@@ -130,7 +152,10 @@ class StageDir:
                 self.path,
             )
             marker.unlink()
-        atomic_write_text(self.path / CONFIG, dump_yaml(self.config))
+        record = to_dict(self.config)
+        if self.inputs or self.notes:
+            record = {**record, **to_dict(self.inputs), **to_dict(self.notes)}
+        atomic_write_text(self.path / CONFIG, dump_yaml(record))
 
     def mark_done(self, **extra: Any) -> None:
         record = {"config_hash": self.hash, "finished_at": time.time(), "host": host_info(), **extra}
@@ -174,17 +199,6 @@ def host_info() -> dict[str, Any]:
 
 def is_done(path: str | Path) -> bool:
     return (Path(path) / DONE).is_file()
-
-
-def read_stage_config(path: str | Path, cls: type[C]) -> C:
-    """Load a finished stage's config; a missing or foreign folder is a clear ArtifactError."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ArtifactError(f"stage folder not found: {path}")
-    cfg_path = path / CONFIG
-    if not cfg_path.is_file():
-        raise ArtifactError(f"{path} holds no {CONFIG}: not a darla stage folder")
-    return from_dict(cls, load_yaml(cfg_path))
 
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
