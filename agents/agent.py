@@ -103,9 +103,16 @@ class Agent:
     """A policy and the vision model it reads: `predict(uint8 frames) -> actions`."""
 
     def __init__(
-        self, config: ActConfig, model: BaseAlgorithm, vision: Encoder | None, path: Path | None = None
+        self,
+        config: ActConfig,
+        model: BaseAlgorithm,
+        vision: Encoder | None,
+        path: Path | None = None,
+        inputs: PolicyInputs | None = None,
     ) -> None:
         self.config = config
+        self.inputs = inputs or PolicyInputs()
+        """what the policy was trained on (the vision checkpoint and its content hash)"""
         self.model = model
         self.vision = vision
         self.path = path
@@ -188,7 +195,7 @@ def agent_from_folder(path: Path, cfg: ActConfig, inputs: PolicyInputs, device: 
             f"config ({cfg.mode} on {'frames' if vision is None else 'the vision model'}) gives {expected}"
         )
     model.policy.set_training_mode(False)
-    return Agent(cfg, model, vision, path)
+    return Agent(cfg, model, vision, path, inputs)
 
 
 def _observation_shape(cfg: ActConfig, vision: Encoder | None) -> tuple[int, ...]:

@@ -63,29 +63,41 @@ class Command:
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("envs", "list"): ("darla.envs.cli:LIST", "list env families and their source/target/ood domains"),
     ("envs", "show"): ("darla.envs.cli:SHOW", "render a grid of frames, one row per domain"),
-    ("see",): ("darla.pipelines.see:COMMAND", "stage 1: collect source frames, train a vision model"),
-    ("act",): ("darla.pipelines.act:COMMAND", "stage 2: train a policy on frozen features in source domains"),
-    ("transfer",): ("darla.pipelines.transfer:COMMAND", "stage 3: zero-shot evaluation on target domains"),
-    ("run",): ("darla.pipelines.run:COMMAND", "see -> act -> transfer -> report, resumable"),
-    ("report",): ("darla.pipelines.report:COMMAND", "tables, CIs and plots from a run folder"),
-    ("evaluate",): ("darla.pipelines.evaluate:COMMAND", "disentanglement metrics of a trained vision model"),
+    ("see",): (
+        "darla.pipelines.orchestrate.lone:SEE",
+        "stage 1: collect source frames, train a vision model",
+    ),
+    ("act",): (
+        "darla.pipelines.stages.act:COMMAND",
+        "stage 2: train a policy on frozen features in source domains",
+    ),
+    ("transfer",): (
+        "darla.pipelines.stages.transfer:COMMAND",
+        "stage 3: zero-shot evaluation on target domains",
+    ),
+    ("run",): ("darla.pipelines.orchestrate.run:COMMAND", "see -> act -> transfer -> report, resumable"),
+    ("report",): ("darla.pipelines.analysis.report:COMMAND", "tables, CIs and plots from a run folder"),
+    ("evaluate",): (
+        "darla.pipelines.analysis.evaluate:COMMAND",
+        "disentanglement metrics of a trained vision model",
+    ),
     ("probe",): (
-        "darla.pipelines.probe:COMMAND",
+        "darla.pipelines.analysis.probe:COMMAND",
         "linear probes: are the task's factors in a model's features, per domain",
     ),
     ("validate",): (
-        "darla.pipelines.validate:COMMAND",
+        "darla.pipelines.analysis.validate:COMMAND",
         "train zoo models on sprites, compare with the literature",
     ),
-    ("bench", "env"): ("darla.pipelines.bench_env:COMMAND", "benchmark env steps/s and frame collection"),
-    ("bench", "see"): ("darla.pipelines.bench_see:COMMAND", "benchmark vision training and encoding"),
-    ("bench", "act"): ("darla.pipelines.bench_act:COMMAND", "benchmark PPO on frozen features vs pixels"),
+    ("bench", "env"): ("darla.pipelines.bench.env:COMMAND", "benchmark env steps/s and frame collection"),
+    ("bench", "see"): ("darla.pipelines.bench.see:COMMAND", "benchmark vision training and encoding"),
+    ("bench", "act"): ("darla.pipelines.bench.act:COMMAND", "benchmark PPO on frozen features vs pixels"),
     ("scan", "train"): (
-        "darla.pipelines.scan_cmd:TRAIN",
+        "darla.pipelines.scan:TRAIN",
         "SCAN: ground env-factor symbols in a frozen vision model",
     ),
-    ("scan", "describe"): ("darla.pipelines.scan_cmd:DESCRIBE", "SCAN: symbols for an image"),
-    ("scan", "imagine"): ("darla.pipelines.scan_cmd:IMAGINE", "SCAN: images for a symbol expression"),
+    ("scan", "describe"): ("darla.pipelines.scan:DESCRIBE", "SCAN: symbols for an image"),
+    ("scan", "imagine"): ("darla.pipelines.scan:IMAGINE", "SCAN: images for a symbol expression"),
 }
 
 

@@ -14,13 +14,13 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from darla.artifacts.stages import SPLITS
 from darla.config import from_dict, to_dict
 from darla.errors import ConfigError
 from darla.registry import check_choice
 
 Color = tuple[float, float, float]
 
-SPLITS = ("source", "target", "ood")
 
 # Object shapes, all drawn as boxes (cheap to render; see base.py). Sizes are (x, y, z) in metres,
 # chosen so that every kind shows about the same visible area: shape never means "easier to see".

@@ -19,7 +19,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 def tiny_see(out: os.PathLike[str] | str, **overrides: object) -> os.PathLike[str]:
     """A real, finished see stage at test scale: a tiny beta_vae on 64 SeekAvoid source frames, 32x32."""
     from darla.config import from_dict, merge
-    from darla.pipelines.see import SeeConfig, run_see
+    from darla.pipelines.stages.see import SeeConfig, run_see
 
     base = {
         "env": "SeekAvoid",

@@ -19,14 +19,13 @@ from test_act_pipeline import act_config
 
 from darla.agents import encode_batch, load_agent
 from darla.agents.imitate import Demonstrations, fit_policy
-from darla.artifacts import read_json
+from darla.artifacts import ActArtifact, check_zero_shot, read_json
 from darla.cli import main
-from darla.config import config_hash, hash_dict
+from darla.config import hash_dict
 from darla.envs import get_family
 from darla.errors import ArtifactError, ConfigError
-from darla.pipelines.act import resolve_act_config, run_act
-from darla.pipelines.report import method_label
-from darla.pipelines.transfer import check_zero_shot, describe_act, read_act_config
+from darla.pipelines.analysis.report_runs import method_label
+from darla.pipelines.stages.act import act_stage, resolve_act_config, run_act
 
 
 @pytest.fixture(scope="module")
@@ -114,35 +113,33 @@ def test_clone_learns_the_experts_rule_and_transfer_sees_it(
     assert main(argv) == 0
     assert read_json(folder / "DONE.json")["finished_at"] == finished
     # transfer and the report name it as a clone
-    described = describe_act(folder, read_act_config(folder))
-    assert described["expert"] == str(expert_dir)
+    described = ActArtifact.read(folder).describe()
+    assert described["expert"] == str(expert_dir) and described["act_name"] == "clone"
     assert method_label(described) == "beta_vae[clone]/frozen/ppo clone"  # named by --name
-    default = str(tmp_path / "act" / "beta_vae" / "ppo" / "s0")
-    assert method_label({**described, "act": default}) == "beta_vae/frozen/ppo clone"
-    assert method_label({**described, "act": default, "expert": None}) == "beta_vae/frozen/ppo"
+    assert method_label({**described, "act_name": None}) == "beta_vae/frozen/ppo clone"
+    assert method_label({**described, "act_name": None, "expert": None}) == "beta_vae/frozen/ppo"
     pixels = {**described, "mode": "pixels", "vision": "pixels", "expert": None}
-    assert method_label({**pixels, "act": str(tmp_path / "act" / "pixels" / "ppo" / "s0")}) == "pixels/ppo"
-    assert (
-        method_label({**pixels, "act": str(tmp_path / "act" / "cnn2" / "ppo" / "s0")}) == "pixels[cnn2]/ppo"
-    )
+    assert method_label({**pixels, "act_name": None}) == "pixels/ppo"
+    assert method_label({**pixels, "act_name": "cnn2"}) == "pixels[cnn2]/ppo"
 
 
 def test_a_changed_expert_is_a_new_stage(see_dir: Path, expert_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "act" / "expert2" / "ppo" / "s0"
     shutil.copytree(expert_dir, other)
-    a, _ = resolve_act_config(act_config(tmp_path, see_dir, expert=str(expert_dir)))
-    b, _ = resolve_act_config(act_config(tmp_path, see_dir, expert=str(other)))
-    assert config_hash(a) == config_hash(b)  # same policy content, another folder: the same stage
+    a = act_stage(*resolve_act_config(act_config(tmp_path, see_dir, expert=str(expert_dir)))[:2])
+    b = act_stage(*resolve_act_config(act_config(tmp_path, see_dir, expert=str(other)))[:2])
+    assert a.hash == b.hash  # same policy content, another folder: the same stage
     agent = load_agent(other)
     with torch.no_grad():
         agent.model.policy.action_net.bias[2] = 5.0
     agent.model.save(other / "policy.zip")
-    c, _ = resolve_act_config(act_config(tmp_path, see_dir, expert=str(other)))
-    assert config_hash(c) != config_hash(a)
+    c = act_stage(*resolve_act_config(act_config(tmp_path, see_dir, expert=str(other)))[:2])
+    assert c.hash != a.hash
     # a policy trained by RL hashes as it did before cloning existed (finished stages stay valid)
-    rl, _ = resolve_act_config(act_config(tmp_path, see_dir))
+    rl, rl_inputs, _ = resolve_act_config(act_config(tmp_path, see_dir))
     assert not {"expert", "expert_hash", "imitate_epochs", "imitate_lr"} & set(hash_dict(rl))
-    assert config_hash(rl) != config_hash(a)
+    assert "expert_hash" not in rl_inputs.identity()
+    assert act_stage(rl, rl_inputs).hash != a.hash
 
 
 def test_bad_expert_is_a_clear_error(
@@ -150,7 +147,7 @@ def test_bad_expert_is_a_clear_error(
 ) -> None:
     base = ["act", "--see", str(see_dir), "--out", str(tmp_path), "--vec", "dummy", "--expert"]
     assert main([*base, str(expert_dir), "--algo", "dqn"]) == 2
-    assert "ppo, a2c" in capsys.readouterr().err
+    assert "a2c, ppo" in capsys.readouterr().err
     assert main([*base, str(tmp_path / "nowhere")]) == 2
     assert "act folder not found" in capsys.readouterr().err
     assert main([*base, str(expert_dir), "--imitate-epochs", "0"]) == 2
@@ -165,11 +162,20 @@ def test_bad_expert_is_a_clear_error(
     assert "marble_blueyellow (target)" in err and "zero-shot" in err
     # transfer follows a clone to its expert: editing the expert after cloning is caught too
     family = get_family("SeekAvoid")
-    clone_raw = {"env": "SeekAvoid", "domains": list(family.splits["source"]), "expert": str(leaky)}
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    clone_raw = {
+        "env": "SeekAvoid",
+        "algo": "ppo",
+        "domains": list(family.splits["source"]),
+        "expert": str(leaky),
+    }
+    (clone / "config.yaml").write_text(yaml.safe_dump(clone_raw))
     with pytest.raises(ConfigError, match=r"expert of .* saw held-out domain\(s\) marble_blueyellow"):
-        check_zero_shot(family, tmp_path / "clone", clone_raw)
+        check_zero_shot(family.name, family.splits, ActArtifact.read(clone, finished=False))
+    (clone / "config.yaml").write_text(yaml.safe_dump({**clone_raw, "expert": str(tmp_path / "gone")}))
     with pytest.raises(ArtifactError, match="cloned from is unreadable"):
-        check_zero_shot(family, tmp_path / "clone", {**clone_raw, "expert": str(tmp_path / "gone")})
+        check_zero_shot(family.name, family.splits, ActArtifact.read(clone, finished=False))
 
 
 def test_fit_policy_refuses_too_few_steps_and_non_actor_critic(expert_dir: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 from conftest import tiny_see
 from stable_baselines3 import PPO
 
-import darla.pipelines.act as act_mod
+import darla.pipelines.stages.act as act_mod
 import darla.vision
 from darla.agents import load_agent, parameter_hash
 from darla.agents.features import FeatureMapCNN, LayerEncoder, StandardizedEncoder, feature_moments
@@ -25,7 +25,7 @@ from darla.artifacts import file_hash, read_json
 from darla.cli import main
 from darla.config import from_dict, hash_dict, load_yaml
 from darla.errors import ArtifactError, ConfigError
-from darla.pipelines.act import ActConfig, run_act
+from darla.pipelines.stages.act import ActConfig, run_act
 
 SMALL = {
     "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
@@ -167,7 +167,7 @@ def test_algo_mode_matrix(algo: str, mode: str, see_dir: Path, tmp_path: Path) -
     actions = agent.predict(obs)
     assert actions.shape == (len(obs),) and ((actions >= 0) & (actions < agent.n_actions)).all()
     np.testing.assert_array_equal(load_agent(folder).predict(obs), actions)
-    assert agent.config.vision_hash == (None if pixels else before)
+    assert agent.inputs.vision_hash == (None if pixels else before)
     assert agent.config.domain_mode == extra.get("domain_mode", "per_episode")
     assert file_hash(darla.vision.checkpoint_path(see_dir)) == before
 
@@ -214,7 +214,7 @@ def test_bad_input_is_a_clear_error(
     (unfinished / "DONE.json").unlink()
     err = _cli_error([*base, "--see", str(unfinished)], capsys)
     assert "not finished" in err
-    with pytest.raises(ArtifactError, match="not a finished act stage"):
+    with pytest.raises(ArtifactError, match="act folder not found"):
         load_agent(tmp_path / "act" / "nothing")
 
 
@@ -261,8 +261,9 @@ def test_feature_norm_standardizes_the_frozen_features(
 
     monkeypatch.setattr(act_mod, "wrap_env", spy)
     folder = run_act(cfg)
-    # training and evaluation envs both hand the policy standardised features
-    assert len(wrapped_with) == 2 and all(isinstance(v, StandardizedEncoder) for v in wrapped_with)
+    # the training env hands the policy standardised features (evaluation plays the Agent on raw
+    # frames, through the same encoder: the reload check below compares the two)
+    assert len(wrapped_with) == 1 and isinstance(wrapped_with[0], StandardizedEncoder)
     vision = darla.vision.load(see_dir)
     before = parameter_hash(vision)
     with np.load(folder / "feature_stats.npz") as stats:
@@ -292,7 +293,7 @@ def test_feature_norm_standardizes_the_frozen_features(
 
 def test_feature_norm_is_dropped_for_modes_without_frozen_features(see_dir: Path, tmp_path: Path) -> None:
     cfg = act_config(tmp_path, see_dir, "ppo", mode="pixels", feature_norm="standardize")
-    resolved, _ = act_mod.resolve_act_config(cfg)
+    resolved, _, _ = act_mod.resolve_act_config(cfg)
     assert resolved.feature_norm == "none" and "feature_norm" not in hash_dict(resolved)
     with pytest.raises(ConfigError, match=r"feature_norm.*standardize"):
         ActConfig(see=see_dir, feature_norm="scale").validate()  # type: ignore[arg-type]
@@ -347,7 +348,7 @@ def test_feature_layer_feeds_the_policy_an_encoder_layer(
         ["act", "--see", str(see_dir), "--out", str(tmp_path), "--feature-layer", "conv7"], capsys
     )
     assert "conv0, conv1, fc" in err
-    resolved, _ = act_mod.resolve_act_config(
+    resolved, _, _ = act_mod.resolve_act_config(
         act_config(tmp_path, see_dir, "ppo", mode="finetune", feature_layer="fc")
     )
     assert resolved.feature_layer == "" and "feature_layer" not in hash_dict(resolved)
@@ -385,21 +386,17 @@ def test_feature_head_cnn_reads_the_layer_as_a_map(
     # a reload acts like the policy on the same observations
     np.testing.assert_array_equal(load_agent(folder).predict(obs), agent.predict(obs))
     # transfer and the report say what the policy reads
-    from darla.pipelines.report import method_label
-    from darla.pipelines.transfer import describe_act, read_act_config
+    from darla.artifacts import ActArtifact
+    from darla.pipelines.analysis.report_runs import _with_features, method_label
 
-    described = describe_act(folder, read_act_config(folder))
+    described = ActArtifact.read(folder).describe()
     assert method_label(described) == "beta_vae/frozen@conv1+cnn/ppo"
-    assert folder.parent.parent.name == "beta_vae@conv1+cnn"  # the default name is not a custom one
-    plain = describe_act(folder, {**read_act_config(folder), "feature_layer": "", "feature_head": "mlp"})
-    assert (
-        method_label({**plain, "act": str(tmp_path / "act" / "beta_vae" / "ppo" / "s0")})
-        == "beta_vae/frozen/ppo"
-    )
-    renamed = {**described, "act": str(tmp_path / "act" / "b8" / "ppo" / "s0")}
+    assert folder.parent.parent.name == "beta_vae@conv1+cnn" and described["act_name"] is None
+    plain = {k: v for k, v in described.items() if k not in ("feature_layer", "feature_head", "act")}
+    assert method_label(plain) == "beta_vae/frozen/ppo"
+    renamed = {**described, "act_name": "b8"}
     assert method_label(renamed) == "beta_vae[b8]/frozen@conv1+cnn/ppo"  # `--name` still shows
-    # results written before transfer recorded it get it from the act config
-    from darla.pipelines.report import _with_features
+    # results written before transfer recorded it get it from the act artifact
 
     older = {k: v for k, v in described.items() if k not in ("feature_layer", "feature_head")}
     assert method_label(_with_features(older)) == "beta_vae/frozen@conv1+cnn/ppo"
@@ -412,7 +409,7 @@ def test_feature_head_cnn_reads_the_layer_as_a_map(
     err = _cli_error(["act", "--see", str(see_dir), "--out", str(tmp_path), "--feature-head", "rnn"], capsys)
     assert "rnn" in err and "mlp" in err and "cnn" in err
     # modes without frozen features drop it
-    resolved, _ = act_mod.resolve_act_config(
+    resolved, _, _ = act_mod.resolve_act_config(
         act_config(tmp_path, see_dir, "ppo", mode="pixels", feature_head="cnn")
     )
     assert resolved.feature_head == "mlp" and "feature_head" not in hash_dict(resolved)

@@ -20,11 +20,11 @@ import torch
 from conftest import tiny_see
 from test_act_pipeline import act_config
 
-import darla.pipelines.act as act_mod
+import darla.pipelines.stages.act as act_mod
 from darla.agents import load_agent
 from darla.agents.persist import POLICY_PARAMS, load_tensors, read_member
 from darla.artifacts import read_json
-from darla.pipelines.act import run_act
+from darla.pipelines.stages.act import run_act
 
 SETTINGS: dict[str, dict[str, Any]] = {
     # rollouts of 32 env steps (16 per env) for the actor-critics, 4-step train frequency for DQN

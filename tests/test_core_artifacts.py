@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
-from darla.artifacts import StageDir, atomic_path, atomic_write_json, file_hash, read_json, read_stage_config
+from darla.artifacts import (
+    ActArtifact,
+    SeeArtifact,
+    StageDir,
+    atomic_path,
+    atomic_write_json,
+    file_hash,
+    read_json,
+)
 from darla.errors import ArtifactError
 from darla.seeding import derive_seed, make_rng
 
@@ -36,7 +46,7 @@ def test_stage_dir_done_only_for_the_same_config(tmp_path):
     assert not changed.is_done()
     changed.prepare()  # a stale marker is removed, the new config written
     assert not (tmp_path / "s" / "DONE.json").exists()
-    assert read_stage_config(tmp_path / "s", Cfg) == Cfg(2)
+    assert yaml.safe_load((tmp_path / "s" / "config.yaml").read_text()) == {"steps": 2}
 
 
 def test_a_finished_stage_names_the_host_it_ran_on(tmp_path):
@@ -54,11 +64,11 @@ def test_a_finished_stage_names_the_host_it_ran_on(tmp_path):
 
 
 def test_missing_or_foreign_stage_folders_are_clear_errors(tmp_path):
-    with pytest.raises(ArtifactError, match="not found"):
-        read_stage_config(tmp_path / "nope", Cfg)
+    with pytest.raises(ArtifactError, match="see folder not found"):
+        SeeArtifact.read(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ArtifactError, match="not a darla stage folder"):
-        read_stage_config(tmp_path / "empty", Cfg)
+    with pytest.raises(ArtifactError, match="not a darla act folder"):
+        ActArtifact.read(tmp_path / "empty")
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ArtifactError, match="corrupt JSON"):
         read_json(tmp_path / "bad.json")
@@ -127,3 +137,39 @@ def test_replacing_a_finished_folder_of_another_config_is_logged(tmp_path, caplo
     (record,) = caplog.records
     assert record.levelname == "WARNING" and str(folder) in record.getMessage()
     assert "another config" in record.getMessage()
+
+
+def test_inputs_join_the_config_in_the_record_and_the_hash_but_not_in_the_config_class(tmp_path):
+    """A stage's resolved inputs (what it read) are recorded beside its config and decide its hash
+    as fields of the config did before they moved out of it; the typed reader splits them off."""
+    from darla.config import config_hash, hash_dict
+
+    @dataclasses.dataclass
+    class Act:
+        env: str = "SeekAvoid"
+        algo: str = "ppo"
+        seed: int = 0
+
+    inputs = {"vision_model": "beta_vae", "vision_hash": "abc"}
+    stage = StageDir(tmp_path / "a", Act(), inputs=inputs, notes={"vision_checkpoint": "/x/model.pt"})
+    assert stage.hash == config_hash({**hash_dict(Act()), **inputs})
+    stage.prepare()
+    stage.mark_done()
+    act = ActArtifact.read(tmp_path / "a")
+    assert act.vision_model == "beta_vae" and act.raw["vision_checkpoint"] == "/x/model.pt"
+    assert act.config(Act) == Act() and act.completion_hash.startswith(stage.hash + "@")
+    assert StageDir(tmp_path / "a", Act(), inputs={**inputs, "vision_hash": "other"}).is_done() is False
+
+
+def test_a_see_folder_is_not_an_act_folder_and_an_unfinished_one_says_so(tmp_path):
+    folder = tmp_path / "see" / "beta_vae"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"env": "SeekAvoid", "model": "beta_vae", "domains": ["a"]})
+    )
+    with pytest.raises(ArtifactError, match=r"is a see folder .* not an act folder"):
+        ActArtifact.read(folder)
+    with pytest.raises(ArtifactError, match="not finished"):
+        SeeArtifact.read(folder)
+    see = SeeArtifact.read(folder / "model.pt", finished=False)
+    assert see.path == folder and see.model == "beta_vae" and see.domains == ("a",) and see.upstream == {}

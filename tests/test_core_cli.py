@@ -90,7 +90,7 @@ def test_help_shows_field_docstrings(demo, capsys):
 def test_help_shows_a_nested_fields_default_from_its_parents_factory():
     """validate's `train` is TrainConfig(steps=300_000, ...): --help must say 300000, not the class's."""
     from darla.config import leaf_fields
-    from darla.pipelines.validate import ValidateConfig
+    from darla.pipelines.analysis.validate import ValidateConfig
     from darla.vision.trainer import TrainConfig
 
     defaults = {name: default for name, _, default, _ in leaf_fields(ValidateConfig)}

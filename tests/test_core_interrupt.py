@@ -12,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
-WORKER_SCRIPT = textwrap.dedent(
+STAGE_MODULE = textwrap.dedent(
     """
-    import os, signal, sys, time
-    from functools import partial
+    import os, time
     from pathlib import Path
-
-    from darla.pipelines.run import StageJob, StageRunner
-    from darla.runtime import sigterm_as_interrupt
 
 
     def work(folder: str) -> Path:
@@ -35,15 +31,31 @@ WORKER_SCRIPT = textwrap.dedent(
             raise
 
 
+    def done(folder: str) -> bool:
+        return False
+    """
+)
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys
+    from pathlib import Path
+
+    from darla.pipelines.orchestrate.local import LocalBackend, RunLog
+    from darla.pipelines.orchestrate.tasks import StageKind, Task
+    from darla.runtime import sigterm_as_interrupt
+
+
     if __name__ == "__main__":
         out = Path(sys.argv[1])
         # SIGINT as a terminal's command has it, or ignored as in a script's background job
         # (`darla run ... &`), which the workers inherit
         signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "background" else signal.default_int_handler)
-        jobs = [StageJob("act", n, out / n, lambda: False, partial(work, str(out / n))) for n in "ab"]
+        kind = StageKind("act", "sleepy_stage", "work", "done")  # workers import it by name
+        tasks = [Task(kind, n, out / n, str(out / n)) for n in "ab"]
         try:
             with sigterm_as_interrupt():
-                StageRunner(out).run_graph(jobs, 2)
+                LocalBackend(RunLog(out), 2).execute(tasks)
         except KeyboardInterrupt:
             sys.exit(130)
     """
@@ -69,11 +81,13 @@ def test_killed_run_leaves_no_worker_writing(tmp_path: Path, how: str) -> None:
     checkpoint (the workers take the SIGINT the stop sends them)."""
     script = tmp_path / "graph.py"
     script.write_text(WORKER_SCRIPT)
+    (tmp_path / "sleepy_stage.py").write_text(STAGE_MODULE)
     out = tmp_path / "run"
     # its own session, so that Ctrl-C (SIGINT to the terminal's process group) reaches only it
     setting = "background" if how == "sigterm-background" else "terminal"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(out), setting], cwd=tmp_path, start_new_session=True
+        [sys.executable, str(script), str(out), setting], cwd=tmp_path, start_new_session=True, env=env
     )
     try:
         deadline = time.monotonic() + 120

@@ -227,7 +227,7 @@ def test_score_see_dir_reads_the_env_and_skips_families_without_ground_truth(
     smoke_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import darla.envs
-    from darla.pipelines import evaluate as ev
+    from darla.pipelines.analysis import evaluate as ev
 
     (smoke_model / "config.yaml").write_text("env: sprites\nmodel: vae\n")
     try:

@@ -12,7 +12,7 @@ from conftest import tiny_see
 import darla.envs as E
 from darla.cli import main
 from darla.errors import ConfigError
-from darla.pipelines.probe import ProbeConfig, run
+from darla.pipelines.analysis.probe import ProbeConfig, run
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_probe_rejects_an_unknown_factor_naming_the_valid_ones(see_dir: Path, tm
 def test_probe_fits_on_chosen_domains_and_scores_them_on_held_out_frames(
     see_dir: Path, tmp_path: Path
 ) -> None:
-    from darla.pipelines.probe import probe_stage
+    from darla.pipelines.analysis.probe import probe_stage
 
     default = run(ProbeConfig(see=see_dir, frames=16, threads=1, out=tmp_path / "default"))
     one_room = run(

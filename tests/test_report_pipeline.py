@@ -13,8 +13,10 @@ from darla.artifacts import atomic_write_json
 from darla.cli import main
 from darla.envs import get_family
 from darla.errors import ArtifactError
-from darla.pipelines.report import ReportConfig, load_run, summarise, write_report
-from darla.pipelines.transfer import build_results
+from darla.pipelines.analysis.report import ReportConfig, write_report
+from darla.pipelines.analysis.report_runs import load_run
+from darla.pipelines.analysis.report_summary import summarise
+from darla.pipelines.stages.transfer_results import build_results
 
 FAMILY = get_family("SeekAvoid")
 DOMAINS = [(d, s) for s in ("source", "target", "ood") for d in FAMILY.splits[s]]
@@ -28,7 +30,7 @@ def _write(
     seed: int,
     level: dict[str, float],
     oracle: tuple[str, float] | None = None,
-) -> None:
+) -> None:  # an oracle of the policy's own kind, as `darla run` matches it
     """One policy's results.json: every episode of a split returns `level[split]` (+ seed offset);
     `oracle` = (its folder, its return on every target episode), default an unnamed 8.0."""
     oracle_dir, oracle_return = oracle or ("", 8.0)
@@ -42,6 +44,7 @@ def _write(
     meta = {"env": "SeekAvoid", "vision": vision, "mode": mode, "algo": "ppo", "agent_seed": seed}
     if oracle_dir:
         meta["oracle"] = oracle_dir
+        meta["oracle_policy"] = {"vision": vision, "mode": mode, "algo": "ppo"}
     meta.update(episodes=2, eval_seed=0)
     results = build_results(FAMILY, DOMAINS, evals, meta)
     atomic_write_json(run / "transfer" / name / "ppo" / f"s{seed}" / "results.json", results)
@@ -109,14 +112,13 @@ def test_each_method_is_measured_against_its_own_oracle(tmp_path: Path) -> None:
     s = summarise(load_run(tmp_path), ReportConfig(run=tmp_path, reps=200))
     assert s["methods"]["beta_vae_dae/frozen/ppo"]["oracle"]["target"] == pytest.approx(4.0)
     assert s["methods"]["pixels/ppo"]["oracle_ratio"].point == pytest.approx(6.05 / 12.0)
-    assert {k: v["splits"]["target"] for k, v in s["oracles"].items()} == pytest.approx(
-        {"oracle beta_vae_dae/ppo": 4.0, "oracle pixels/ppo": 12.0}  # folder names: no config.yaml here
-    )
+    named = {"oracle beta_vae_dae/frozen/ppo": 4.0, "oracle pixels/ppo": 12.0}  # as results.json names them
+    assert {k: v["splits"]["target"] for k, v in s["oracles"].items()} == pytest.approx(named)
     target = next(d for d in s["domains"] if d.split == "target")
-    assert target.oracle == pytest.approx({"oracle beta_vae_dae/ppo": 4.0, "oracle pixels/ppo": 12.0})
+    assert target.oracle == pytest.approx(named)
     md = (write_report(ReportConfig(run=tmp_path, reps=200)) / "report.md").read_text()
     assert "*oracle pixels/ppo (target-trained; ceiling of pixels/ppo)*" in md
-    assert "| oracle beta_vae_dae/ppo | oracle pixels/ppo |" in md
+    assert "| oracle beta_vae_dae/frozen/ppo | oracle pixels/ppo |" in md
 
 
 def test_iqm_with_four_seeds_ignores_one_broken_seed(tmp_path: Path) -> None:

@@ -12,17 +12,13 @@ from typing import Any
 
 import pytest
 
-import darla.pipelines.act as act_mod
+import darla.pipelines.stages.act as act_mod
 from darla.cli import main
 from darla.config import from_dict, load_yaml
 from darla.errors import ConfigError
-from darla.pipelines.run import (
-    RunConfig,
-    check_readout_layers,
-    match_oracle,
-    plan_policies,
-    read_run_log,
-)
+from darla.pipelines.orchestrate.local import read_run_log
+from darla.pipelines.orchestrate.plan import check_readout_layers, match_oracle, plan_policies
+from darla.pipelines.orchestrate.run import RunConfig
 
 TINY = [
     "--env", "SeekAvoid",
@@ -189,8 +185,8 @@ def test_plan_and_oracle_matching() -> None:
 def test_readouts_plan_one_policy_set_per_readout(tmp_path: Path) -> None:
     """`--readouts latent conv1+cnn`: the frozen policies (and oracles) once per readout, each in its
     own act folder with its own feature_layer and head; the other modes once."""
-    from darla.pipelines.act import act_dir
-    from darla.pipelines.run import act_config
+    from darla.pipelines.orchestrate.plan import act_config
+    from darla.pipelines.stages.act import act_dir
 
     data = {"models": ["beta_vae_dae"], "modes": ["frozen", "pixels"], "seeds": [0], "out": str(tmp_path)}
     cfg = from_dict(RunConfig, {**data, "readouts": ["latent", "conv1+cnn"]})
@@ -346,26 +342,34 @@ def test_every_zoo_model_and_learner_runs_on_the_smoke_preset(tmp_path: Path) ->
 
 
 def test_models_built_on_a_run_model_train_after_it(tmp_path: Path) -> None:
-    from darla.pipelines.run import see_config, see_order
+    """One mechanism for every model built on another (iin's and scan's base, beta_vae_dae's DAE):
+    the planner trains the one named first, once, and the see stage reads it from the artifact."""
+    from darla.pipelines.orchestrate.plan import plan_run
 
-    data = {
-        "out": str(tmp_path),
-        "models": ["iin", "beta_vae"],
-        "see": {"model_params": {"iin": {"base": "beta_vae"}}},
-    }
-    cfg = from_dict(RunConfig, data)
-    assert see_order(cfg) == ["beta_vae", "iin"]
-    assert see_config(cfg, "iin").effective_params()["base"] == str(tmp_path / "see" / "beta_vae")
-    # a base outside the run is a path and stays as given
-    cfg = from_dict(RunConfig, {**data, "see": {"model_params": {"iin": {"base": "elsewhere/see/vae"}}}})
-    assert see_order(cfg) == ["iin", "beta_vae"]
-    assert see_config(cfg, "iin").effective_params()["base"] == "elsewhere/see/vae"
+    def see_plan(data: dict[str, Any]) -> list[tuple[str, tuple[Path, ...]]]:
+        cfg = from_dict(RunConfig, {"out": str(tmp_path), "modes": ["frozen"], "probe_frames": 0, **data})
+        return [(t.label, t.needs) for t in plan_run(cfg) if t.kind == "see"]
+
+    data = {"models": ["iin", "beta_vae"], "see": {"model_params": {"iin": {"base": "beta_vae"}}}}
+    assert see_plan(data) == [("beta_vae", ()), ("iin", (tmp_path / "see" / "beta_vae",))]
+    # a base outside the run is a see folder and is read as it is (not planned)
+    outside = {**data, "see": {"model_params": {"iin": {"base": "elsewhere/see/vae"}}}}
+    assert see_plan(outside) == [("iin", ()), ("beta_vae", ())]
+    # beta_vae_dae's DAE is planned once, before it, also when the run names it (paper preset)
+    assert see_plan({"models": ["beta_vae_dae"]}) == [
+        ("dae", ()),
+        ("beta_vae_dae", (tmp_path / "see" / "dae",)),
+    ]
+    assert see_plan({"models": ["beta_vae_dae", "dae"]}) == [
+        ("dae", ()),
+        ("beta_vae_dae", (tmp_path / "see" / "dae",)),
+    ]
     cycle = {
         "models": ["iin", "scan"],
         "see": {"model_params": {"iin": {"base": "scan"}, "scan": {"base": "iin"}}},
     }
     with pytest.raises(ConfigError, match="cycle: iin -> scan -> iin"):
-        see_order(from_dict(RunConfig, cycle))
+        see_plan(cycle)
 
 
 def test_parallel_jobs_give_the_same_results(tmp_path: Path) -> None:

@@ -24,12 +24,12 @@ from conftest import tiny_see
 from test_act_pipeline import act_config
 from test_act_resume import Killed, config
 
-import darla.pipelines.act as act_mod
+import darla.pipelines.stages.act as act_mod
 from darla.agents import load_agent
 from darla.artifacts import read_json
 from darla.cli import main
 from darla.errors import ArtifactError
-from darla.pipelines.act import run_act
+from darla.pipelines.stages.act import run_act
 
 
 class Payload:

@@ -256,7 +256,7 @@ def test_train_scan_on_seek_avoid(tmp_path: Path) -> None:
     """End to end on a real env family: base beta-VAE on ground-truth frames, then `train_scan`."""
     import darla.envs as envs
     from darla.config import dump_yaml
-    from darla.pipelines.scan_cmd import ScanTrainConfig, train_scan
+    from darla.pipelines.scan import ScanTrainConfig, train_scan
 
     gt = envs.get_family("SeekAvoid").ground_truth(size=32)
     frames = gt.sample(1000, np.random.default_rng(0))[1]

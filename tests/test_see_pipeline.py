@@ -17,7 +17,8 @@ import darla.vision as vision
 from darla.cli import main
 from darla.config import build_config
 from darla.errors import ArtifactError, ConfigError
-from darla.pipelines.see import SeeConfig, run_see
+from darla.pipelines.orchestrate.lone import run_see_plan
+from darla.pipelines.stages.see import SeeConfig, run_see
 
 SIZE = 32
 TINY = {"latent_dim": 4, "channels": [8, 8, 16, 16], "hidden": 32}
@@ -60,8 +61,8 @@ def tiny_cfg(tmp_path: Path, **kw: Any) -> SeeConfig:
         "frames": 48,
         "params": dict(TINY),
         "train": {"steps": 4, "batch_size": 8, "checkpoint_every": 2, "log_every": 2, "image_every": 0},
-        "dae_params": dict(TINY),
-        "dae_train": {"steps": 3, "batch_size": 8, "lr": 1e-3},
+        "model_params": {"dae": dict(TINY)},
+        "model_train": {"dae": {"steps": 3, "batch_size": 8, "lr": 1e-3}},
         "threads": 1,
         "workers": 1,
         **kw,
@@ -71,7 +72,9 @@ def tiny_cfg(tmp_path: Path, **kw: Any) -> SeeConfig:
 
 def test_see_writes_the_folder_and_trains_the_dae_first(tmp_path: Path, fake_collect: list) -> None:
     cfg = tiny_cfg(tmp_path, model="beta_vae_dae", params={**TINY, "dae_layer": "deconv2"})
-    folder = run_see(cfg)
+    with pytest.raises(ArtifactError, match=r"built on a denoising autoencoder .*not ready"):
+        run_see(cfg)  # the stage alone needs its DAE trained; `darla see` (the plan) trains it first
+    folder = Path(run_see_plan(cfg)["see_dir"])
     assert folder == tmp_path / "exp" / "see" / "beta_vae_dae"
     for name in ("model.pt", "config.yaml", "metrics.json", "recon.png", "traversals.png", "DONE.json"):
         assert (folder / name).is_file(), name
@@ -91,6 +94,8 @@ def test_see_writes_the_folder_and_trains_the_dae_first(tmp_path: Path, fake_col
     model = vision.load(folder)
     dae = vision.load(dae_dir)
     assert all(torch.equal(a, b) for a, b in zip(model.dae.state_dict().values(), dae.state_dict().values()))
+    assert dae.config.latent_dim == TINY["latent_dim"]  # the DAE takes model_params.dae, not params
+    assert config["upstream"]["dae_from"]["path"] == str(dae_dir)  # recorded for the leak check
     assert model.encode(np.zeros((2, SIZE, SIZE, 3), np.uint8)).shape == (2, TINY["latent_dim"])
 
 
@@ -117,10 +122,9 @@ def test_see_resumes_an_interrupted_run(tmp_path: Path, fake_collect: list) -> N
     short = tiny_cfg(tmp_path / "b", train={"steps": 3, "batch_size": 8, "checkpoint_every": 3})
     run_see(short)
     payload = torch.load(folder / "model.pt", weights_only=True)
-    from darla.config import config_hash
-    from darla.pipelines.see import resolve
+    from darla.pipelines.stages.see import resolve, see_stage
 
-    payload["extra"]["resume_key"] = config_hash(resolve(cfg))
+    payload["extra"]["resume_key"] = see_stage(resolve(cfg)).hash
     torch.save(payload, folder / "model.pt")
     (folder / "DONE.json").unlink()
     resumed = vision.load(run_see(cfg))
@@ -203,25 +207,29 @@ def test_see_smoke_end_to_end_with_real_frames(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(
-    ("model", "params", "field"), [("iin", {"base": "BASE"}, None), ("beta_vae_dae", {}, "dae_path")]
+    ("model", "upstream_model", "field"), [("iin", "beta_vae", "base"), ("beta_vae_dae", "dae", "dae_from")]
 )
 def test_retraining_the_upstream_model_changes_the_stage_hash(
-    tmp_path: Path, model: str, params: dict[str, Any], field: str | None
+    tmp_path: Path, fake_collect: list, model: str, upstream_model: str, field: str
 ) -> None:
-    """A model built on another (iin/scan `base`, a reused DAE) must re-run when that one is retrained."""
-    from darla.config import config_hash
-    from darla.pipelines.see import resolve
+    """A model built on another (iin's base, beta_vae_dae's DAE: one mechanism) re-runs when that one
+    is retrained: the stage's hash covers the upstream model's content."""
+    from darla.pipelines.stages.see import is_see_done
 
-    upstream = tmp_path / "see" / "upstream"
-    upstream.mkdir(parents=True)
-    (upstream / "model.pt").write_bytes(b"weights v1")
-    params = {k: str(upstream) if v == "BASE" else v for k, v in params.items()}
-    cfg = SeeConfig(model=model, out=tmp_path, params=params, **({field: str(upstream)} if field else {}))
-    first = resolve(cfg)
-    assert first.upstream_hash is not None
-    assert config_hash(resolve(cfg)) == config_hash(first)  # same weights, same hash
-    (upstream / "model.pt").write_bytes(b"weights v2")
-    assert config_hash(resolve(cfg)) != config_hash(first)
+    latent = {**TINY, "latent_dim": 12}  # iin pairs need a unit per SeekAvoid factor (9)
+    up = tiny_cfg(tmp_path, model=upstream_model, params=latent, model_params={}, model_train={})
+    run_see(up)
+    params = {field: str(up.folder)} if model == "iin" else {**latent, field: str(up.folder)}
+    extra = {"pair_env": "SeekAvoid", "pairs": 64} if model == "iin" else {}
+    cfg = tiny_cfg(tmp_path, model=model, params={**params, **extra})
+    run_see(cfg)
+    assert is_see_done(cfg)
+    run_see(
+        tiny_cfg(
+            tmp_path, model=upstream_model, params={**latent, "hidden": 16}, model_params={}, model_train={}
+        )
+    )
+    assert not is_see_done(cfg)  # same config, retrained upstream: the stage is stale
 
 
 def test_cli_bench_see_reports_the_trainer_against_a_plain_loop(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from darla.errors import ConfigError
-from darla.pipelines import stats
+from darla.pipelines.analysis import stats
 
 
 def test_iqm_known_values() -> None:

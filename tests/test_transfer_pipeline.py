@@ -17,20 +17,14 @@ import pytest
 import yaml
 from conftest import tiny_see
 
+from darla.agents.evaluation import EnvPool, episodes_for, random_action_fn, run_episodes
 from darla.artifacts import DONE, read_json
 from darla.cli import main
 from darla.config import from_dict
 from darla.envs import get_family
 from darla.errors import ArtifactError, ConfigError
-from darla.pipelines.act import ActConfig, run_act
-from darla.pipelines.transfer import (
-    EnvPool,
-    TransferConfig,
-    episodes_for,
-    random_action_fn,
-    run_episodes,
-    run_transfer,
-)
+from darla.pipelines.stages.act import ActConfig, run_act
+from darla.pipelines.stages.transfer import TransferConfig, run_transfer
 
 FAMILY = get_family("SeekAvoid")
 ALL_DOMAINS = [d for s in ("source", "target", "ood") for d in FAMILY.splits[s]]
@@ -236,7 +230,9 @@ def test_unfinished_or_missing_act_folder_is_an_artifact_error(run_dir: Path, tm
 
 
 def test_sampled_actions_are_evaluated_next_to_greedy_ones(run_dir: Path, tmp_path: Path) -> None:
-    from darla.pipelines.report import ReportConfig, load_run, summarise
+    from darla.pipelines.analysis.report import ReportConfig
+    from darla.pipelines.analysis.report_runs import load_run
+    from darla.pipelines.analysis.report_summary import summarise
 
     path = run_transfer(_cfg(run_dir, out=str(tmp_path), sampled=True))
     res = read_json(path / "results.json")

@@ -271,7 +271,7 @@ def test_load_rejects_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
         vision.load(tmp_path / "nothing")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage, not a checkpoint")
-    with pytest.raises(ArtifactError, match="corrupt"):
+    with pytest.raises(ArtifactError, match="not a darla checkpoint"):
         vision.load(bad)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)

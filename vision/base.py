@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -181,6 +181,23 @@ def recon_loss_per_image(logits: torch.Tensor, x: torch.Tensor, kind: str) -> to
 
 
 # ----------------------------------------------------------------------------- the interface
+@dataclass(frozen=True)
+class Upstream:
+    """A trained model this one is built on: DARLA's DAE under beta_vae_dae, the frozen encoder under
+    iin and scan. Declared once by the model; the planner and the see stage resolve every such
+    dependency the same way (a zoo model name is trained first in the same experiment, a see folder
+    is read as it is) and the artifact records what was used, for hashes and the leak check."""
+
+    field: str
+    """The model's config field naming it: a see folder, or a zoo model name (trained first)."""
+    interface: str
+    """What it must be, in words, for errors (e.g. 'a Gaussian encoder (variational)')."""
+    accepts: Callable[[VisionModel], bool]
+    """Whether a loaded model offers that interface."""
+    default: str = ""
+    """The zoo model trained first when the field is empty ('' : the field must be given)."""
+
+
 class VisionModel(nn.Module):
     """Base of every zoo method: template encoder/decoder + a loss hook.
 
@@ -195,6 +212,8 @@ class VisionModel(nn.Module):
     batches_per_step: ClassVar[int] = 1
     """How many minibatches `train_step` consumes at once (FactorVAE needs a second one)."""
     generative: ClassVar[bool] = True
+    upstream: ClassVar[tuple[Upstream, ...]] = ()
+    """Trained models this one is built on (see `Upstream`); `attach` receives each before training."""
 
     def __init__(self, config: ModelConfig, image_shape: Shape = (64, 64, 3)) -> None:
         super().__init__()
@@ -342,6 +361,10 @@ class VisionModel(nn.Module):
     # -- training hooks ---------------------------------------------------------------------
     def on_dataset(self, size: int) -> None:
         """Told the number of training frames before training (beta-TCVAE's estimator needs it)."""
+
+    def attach(self, field: str, model: VisionModel) -> None:
+        """Receive the trained model named by upstream `field` before training (a model that loads it
+        from the field's path itself ignores this)."""
 
     def on_source(self, env: str, domains: tuple[str, ...]) -> None:
         """Told the env family and source domains the see stage trains on (DC-IGN draws its

@@ -24,10 +24,13 @@ from darla.artifacts.stages import (
     MODEL_FILE,
     POLICY_FILE,
     RESULTS_FILE,
+    SAMPLED_ROLE,
+    SPLITS,
     ActArtifact,
     SeeArtifact,
     StageArtifact,
     TransferResult,
+    model_folder_config,
 )
 
 __all__ = [
@@ -36,6 +39,8 @@ __all__ = [
     "MODEL_FILE",
     "POLICY_FILE",
     "RESULTS_FILE",
+    "SAMPLED_ROLE",
+    "SPLITS",
     "ActArtifact",
     "SeeArtifact",
     "StageArtifact",
@@ -54,6 +59,7 @@ __all__ = [
     "host_info",
     "is_done",
     "lineage",
+    "model_folder_config",
     "read_json",
     "stage_hash",
 ]

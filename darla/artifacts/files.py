@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from darla import locks
-from darla.config import config_hash, dump_yaml, from_dict, hash_dict, load_yaml, to_dict
+from darla.config import config_hash, dump_yaml, hash_dict, to_dict
 from darla.errors import ArtifactError, ConfigError
 
 logger = logging.getLogger(__name__)

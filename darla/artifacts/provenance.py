@@ -59,7 +59,7 @@ def lineage(act: ActArtifact) -> list[tuple[str, StageArtifact]]:
         chain.append((f"expert of {act.path}", expert))
         policy = expert
     pending: list[tuple[str, Path]] = []
-    for what, artifact in list(chain):
+    for _, artifact in list(chain):
         if isinstance(artifact, ActArtifact) and artifact.raw.get("see"):
             pending.append((f"vision model of {artifact.path}", Path(str(artifact.raw["see"]))))
     while pending:
@@ -67,7 +67,9 @@ def lineage(act: ActArtifact) -> list[tuple[str, StageArtifact]]:
         try:
             see = SeeArtifact.read(ref, finished=False)
         except ArtifactError as exc:
-            raise ArtifactError(f"the {what} ({ref}) is unreadable ({exc}): cannot check that it never saw a target domain") from None
+            raise ArtifactError(
+                f"the {what} ({ref}) is unreadable ({exc}): cannot check that it never saw a target domain"
+            ) from None
         if see.path.resolve() in seen_paths:
             continue
         seen_paths.add(see.path.resolve())

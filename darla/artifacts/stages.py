@@ -23,6 +23,12 @@ from .files import CONFIG, DONE, read_json
 
 C = TypeVar("C")
 
+SPLITS = ("source", "target", "ood")
+"""A family's domain splits: the sources (trained on), held-out targets (DARLA's zero-shot transfer)
+and out-of-distribution domains (values no source shows)."""
+SAMPLED_ROLE = "agent_sampled"
+"""results.json role of the agent evaluated with sampled actions (transfer `--sampled`)"""
+
 MODEL_FILE = "model.pt"
 POLICY_FILE = "policy.zip"
 RESULTS_FILE = "results.json"
@@ -45,6 +51,17 @@ def _read_config(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ArtifactError(f"{cfg_path} does not hold a mapping: not a darla {what} folder")
     return data
+
+
+def model_folder_config(ref: str | Path) -> dict[str, Any] | None:
+    """The recorded config of any darla folder holding a model (a see folder, or a `darla validate`
+    model folder), given the folder or its model.pt; None when there is none."""
+    path = Path(ref)
+    path = path.parent if path.suffix == ".pt" else path
+    try:
+        return _read_config(path, "model")
+    except ArtifactError:
+        return None
 
 
 def _done(path: Path) -> dict[str, Any] | None:
@@ -232,11 +249,32 @@ class ActArtifact(StageArtifact):
     @property
     def readout(self) -> dict[str, str]:
         """What a frozen policy reads where it is not the latent code (`feature_layer`, `feature_head`)."""
-        return {k: str(self.raw[k]) for k in ("feature_layer", "feature_head") if self.raw.get(k) not in (None, "", "mlp")}
+        return {
+            k: str(self.raw[k])
+            for k in ("feature_layer", "feature_head")
+            if self.raw.get(k) not in (None, "", "mlp")
+        }
 
     @property
     def policy_file(self) -> Path:
         return self.path / POLICY_FILE
+
+    def location(self) -> tuple[Path, Path] | None:
+        """(run folder, path below its act/) of this policy: where its run keeps the stages that
+        follow it (transfer writes <run>/transfer/<that path>). From the recorded `out` when the
+        folder is still there, else from the layout <run>/act/<...> (a run that was moved); None
+        for a folder outside any run's act/."""
+        out = self.raw.get("out")
+        if out:
+            try:
+                return Path(out), self.path.relative_to(Path(out) / "act")
+            except ValueError:
+                pass
+        parts = self.path.parts
+        if "act" not in parts[:-1]:
+            return None
+        i = len(parts) - 1 - parts[::-1].index("act")
+        return (Path(*parts[:i]) if i > 0 else Path(".")), Path(*parts[i + 1 :])
 
     @cached_property
     def see(self) -> SeeArtifact | None:

@@ -16,7 +16,7 @@ import torch
 from darla.config import from_dict, to_dict
 from darla.errors import ConfigError
 from darla.registry import unknown_name_message
-from darla.vision.base import MODELS, VisionModel, recon_loss
+from darla.vision.base import MODELS, Upstream, VisionModel, recon_loss
 from darla.vision.models.dae import DAE, DAEConfig
 from darla.vision.models.vae import BetaVAE, BetaVAEConfig
 
@@ -33,6 +33,9 @@ class BetaVAEDAEConfig(BetaVAEConfig):
     pixel_weight: float = 0.0
     """Weight of an extra pixel-space reconstruction term (0 = DARLA's pure DAE-space loss); a
     small value pins down pixels the DAE's features ignore, which an undertrained DAE has many of."""
+    dae_from: str = ""
+    """The trained DAE J comes from: a see folder, or empty for the experiment's own `dae` (trained
+    first, with `model_params.dae` and `model_train.dae`)."""
     dae: dict[str, Any] = field(default_factory=dict)
     """Config of the DAE (its fields); filled in from the pretrained DAE that is attached."""
 
@@ -47,6 +50,14 @@ class BetaVAEDAE(BetaVAE):
     name = "beta_vae_dae"
     config_cls = BetaVAEDAEConfig
     config: BetaVAEDAEConfig
+    upstream = (
+        Upstream(
+            "dae_from",
+            "a denoising autoencoder whose layers J can be read (a dae)",
+            lambda model: isinstance(model, DAE),
+            default="dae",
+        ),
+    )
 
     def __init__(self, config: BetaVAEDAEConfig, image_shape: tuple[int, int, int] = (64, 64, 3)) -> None:
         super().__init__(config, image_shape)
@@ -60,6 +71,9 @@ class BetaVAEDAE(BetaVAE):
     def _freeze_dae(self) -> None:
         self.dae.requires_grad_(False)
         self.dae.eval()
+
+    def attach(self, field: str, model: VisionModel) -> None:
+        self.attach_dae(model)
 
     def attach_dae(self, dae: VisionModel) -> None:
         """Use a pretrained DAE as J (copied and frozen); its config is recorded in ours."""

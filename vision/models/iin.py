@@ -33,12 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from darla.config import load_yaml
+from darla.artifacts import SeeArtifact
 from darla.envs.ground_truth import GroundTruth
-from darla.errors import ArtifactError, ConfigError
+from darla.errors import ConfigError
 from darla.seeding import derive_seed, make_rng
-from darla.vision.base import MODELS, ModelConfig, VisionModel
-from darla.vision.checkpoint import see_folder
+from darla.vision.base import MODELS, ModelConfig, Upstream, VisionModel
 from darla.vision.factor_batches import FactorSource, allowed_appearance, ground_truth_for
 from darla.vision.flows import VectorFlow
 
@@ -174,6 +173,13 @@ class IIN(FactorSource, VisionModel):
 
     name = "iin"
     config_cls = IINConfig
+    upstream = (
+        Upstream(
+            "base",
+            "a zoo encoder with at least 2 features that is not itself a flow (e.g. beta_vae)",
+            lambda model: model.name != "iin" and int(model.feature_dim) >= 2,
+        ),
+    )
     variational = False
     generative = True
     config: IINConfig
@@ -272,31 +278,27 @@ class IIN(FactorSource, VisionModel):
     def _ground_truth_changed(self) -> None:
         self._pairs = None
 
-    def _base_see_config(self) -> dict[str, Any]:
-        cfg_file = see_folder(self.config.base) / "config.yaml"
-        try:
-            data = load_yaml(cfg_file)
-        except ConfigError as exc:
-            raise ArtifactError(f"iin: cannot read the base see config {cfg_file}: {exc}") from None
-        return data if isinstance(data, dict) else {}
+    def _base_see(self) -> SeeArtifact:
+        """The base's see folder (its env and source domains)."""
+        return SeeArtifact.read(self.config.base, finished=False)
 
     def _ground_truth(self) -> GroundTruth:
         """The attached ground truth, else `pair_env`'s / the see stage's / the base's env family,
         restricted to the source domains' appearance combinations (targets stay unseen)."""
         if self._gt is not None:
             return self._gt
-        base_cfg: dict[str, Any] | None = None
+        base: SeeArtifact | None = None
         env = self.config.pair_env or self._source_env
         if not env:
-            base_cfg = self._base_see_config()
-            env = str(base_cfg.get("env") or "")
+            base = self._base_see()
+            env = base.env
         if not env:
             raise ConfigError("iin: no env family for the pairs; set pair_env (e.g. SeekAvoid or sprites)")
         if env == self._source_env:
             domains: Sequence[str] = self._source_domains
         else:
-            base_cfg = base_cfg if base_cfg is not None else self._base_see_config()
-            domains = tuple(base_cfg.get("domains") or ()) if base_cfg.get("env") == env else ()
+            base = base if base is not None else self._base_see()
+            domains = base.domains if base.env == env else ()
         gt = ground_truth_for(env, self.image_shape[0])
         allowed, cols = allowed_appearance(gt, env, domains)
         self.set_ground_truth(gt, allowed, cols)

@@ -38,19 +38,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darla.config import load_yaml
+from darla.artifacts import SeeArtifact
 from darla.errors import ArtifactError, ConfigError
 from darla.registry import Registry, unknown_name_message
 from darla.seeding import make_rng
-from darla.vision.base import MODELS, ModelConfig, VisionModel, reparameterize
-from darla.vision.checkpoint import see_folder
+from darla.vision.base import MODELS, ModelConfig, Upstream, VisionModel, reparameterize
 
 logger = logging.getLogger(__name__)
 
 Gaussian = tuple[torch.Tensor, torch.Tensor]
 """(mean, log-variance), same shape."""
-
-GROUNDABLE = ("beta_vae", "beta_vae_dae", "vae", "beta_vae_capacity", "beta_tcvae", "factor_vae")
 
 
 @dataclass
@@ -238,14 +235,10 @@ def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
 
 
 def base_env(base: str) -> str:
-    """The env family named by the base see folder's config.yaml."""
-    cfg_file = see_folder(base) / "config.yaml"
-    try:
-        env = str(load_yaml(cfg_file).get("env") or "")
-    except ConfigError as exc:
-        raise ArtifactError(f"scan: cannot read the base see config {cfg_file}: {exc}") from None
+    """The env family the base model was trained on (its see folder's artifact)."""
+    env = SeeArtifact.read(base, finished=False).env
     if not env:
-        raise ConfigError(f"scan: {cfg_file} names no `env`; set env to the family of the symbols")
+        raise ConfigError(f"scan: the see folder {base} names no env; set env to the family of the symbols")
     return env
 
 
@@ -253,6 +246,12 @@ def ground_truth_for(env: str, size: int) -> Any:
     from darla.vision.factor_batches import ground_truth_for as gt_for
 
     return gt_for(env, size)
+
+
+def _groundable(model: VisionModel) -> bool:
+    """SCAN grounds symbols in a Gaussian posterior (mean and log-variance), so its base must have
+    one: a variational model with its own encoder (not a wrapper such as scan or iin)."""
+    return bool(model.variational) and hasattr(model, "encoder") and model.name not in ("scan", "iin")
 
 
 @MODELS.register("scan")
@@ -263,6 +262,13 @@ class SCAN(VisionModel):
     config_cls = ScanConfig
     variational = True
     config: ScanConfig
+    upstream = (
+        Upstream(
+            "base",
+            "a Gaussian encoder (a variational zoo model: beta_vae, beta_vae_dae, vae, beta_tcvae, ...)",
+            lambda model: _groundable(model),
+        ),
+    )
 
     def __init__(self, config: ModelConfig, image_shape: Any = (64, 64, 3)) -> None:
         nn.Module.__init__(self)  # no conv template of its own: SCAN lives in `base`'s latent space
@@ -274,10 +280,9 @@ class SCAN(VisionModel):
 
         self.config = config
         self.base: VisionModel = load(config.base, device="cpu")
-        if self.base.name not in GROUNDABLE:
+        if not _groundable(self.base):
             raise ConfigError(
-                f"scan: base {config.base!r} is a {self.base.name!r}; SCAN needs a Gaussian zoo model: "
-                + ", ".join(GROUNDABLE)
+                f"scan: base {config.base!r} is a {self.base.name!r}; SCAN needs {SCAN.upstream[0].interface}"
             )
         shape = tuple(int(v) for v in self.base.image_shape)
         if tuple(int(v) for v in image_shape) != shape:

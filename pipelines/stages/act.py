@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
 from darla.agents.agent import (
@@ -35,34 +34,26 @@ from darla.agents.agent import (
     with_feature_norm,
 )
 from darla.agents.algos import ALGOS, AlgoSpec
-from darla.agents.checkpoint import (
-    Resume,
-    checkpoint_meta,
-    clear_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from darla.agents.config import ActConfig, readout_name
-from darla.agents.factory import (
-    MODES,
-    build_model,
-    resolve_hyperparams,
-    worker_wrapper,
-    wrap_env,
-)
+from darla.agents.checkpoint import Resume, checkpoint_meta, clear_checkpoint, load_checkpoint
+from darla.agents.config import ActConfig, PolicyInputs
+from darla.agents.factory import build_model, resolve_hyperparams, worker_wrapper, wrap_env
 from darla.agents.features import Encoder, encode_batch, feature_moments
+from darla.agents.modes import MODES
+from darla.agents.readouts import readout_name
 from darla.artifacts import (
+    ActArtifact,
+    SeeArtifact,
     StageDir,
     atomic_save,
     atomic_write_json,
+    check_zero_shot,
     file_hash,
-    is_done,
     read_json,
 )
 from darla.cli import Command
-from darla.config import config_hash, load_yaml
-from darla.errors import ArtifactError, ConfigError, TrainingError
-from darla.runtime import HeldInterrupt, held_interrupts, resolve_device, setup_torch
+from darla.errors import ArtifactError, ConfigError
+from darla.pipelines.stages.act_callbacks import CheckpointCallback, SourceEvalCallback
+from darla.runtime import held_interrupts, resolve_device, setup_torch
 from darla.seeding import derive_seed, seed_everything
 
 if TYPE_CHECKING:
@@ -78,21 +69,6 @@ IMITATION = "imitation.json"
 
 
 # ----------------------------------------------------------------------------- resolution
-def read_see(see: Path) -> dict[str, Any]:
-    """A finished see folder's config (env, domains, size, model) as a mapping; refuse anything else."""
-    see = Path(see)
-    if not see.is_dir():
-        raise ArtifactError(f"see folder not found: {see}")
-    if not is_done(see):
-        raise ArtifactError(
-            f"see folder {see} is not finished (no DONE.json): run or resume `darla see` first"
-        )
-    data = load_yaml(see / "config.yaml") if (see / "config.yaml").is_file() else None
-    if not isinstance(data, dict) or "env" not in data:
-        raise ArtifactError(f"{see} holds no see config.yaml naming its env: not a see folder")
-    return data
-
-
 def method_name(cfg: ActConfig) -> str:
     """The folder name under act/: the see folder's name ('@conv1+cnn' added for a frozen policy
     reading an encoder layer), '-finetune' added, or 'pixels'."""
@@ -112,37 +88,40 @@ def act_dir(cfg: ActConfig) -> Path:
     return Path(cfg.out) / "act" / method_name(cfg) / cfg.algo / f"s{cfg.seed}"
 
 
-def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
-    """Fill in env, domains, size, vision checkpoint + hash and the full hyperparameters.
+def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, PolicyInputs, VisionModel | None]:
+    """Fill in env, domains, size and the full hyperparameters; resolve the vision model (checkpoint
+    and content hash) and an expert's policy hash from their artifacts.
 
     Idempotent: resolving a resolved config gives it back (so its hash names the run).
     """
     from darla.envs import get_family
 
     mode = MODES.get(cfg.mode)
-    see = read_see(Path(cfg.see)) if cfg.see is not None else None
-    env = cfg.env or (see or {}).get("env")
+    if mode.needs_vision and cfg.see is None:
+        raise ConfigError(f"mode {cfg.mode!r} needs a vision model: pass --see <see folder>")
+    see = SeeArtifact.read(cfg.see) if cfg.see is not None else None
+    env = cfg.env or (see.env if see is not None else None)
     if env is None:
         raise ConfigError("act needs an env family: pass --env (or --see, whose config names it)")
-    if see is not None and cfg.env is not None and see["env"] != cfg.env:
+    if see is not None and cfg.env is not None and see.env != cfg.env:
         raise ConfigError(
-            f"env {cfg.env!r} differs from the env the vision model was trained on ({see['env']!r})"
+            f"env {cfg.env!r} differs from the env the vision model was trained on ({see.env!r})"
         )
     family = get_family(env)
-    domains = tuple(cfg.domains) or tuple((see or {}).get("domains") or ()) or tuple(family.splits["source"])
+    domains = tuple(cfg.domains) or (see.domains if see is not None else ()) or tuple(family.splits["source"])
     for d in domains:
         family.domain(d)  # a clear error for an unknown domain
     vision: VisionModel | None = None
-    updates: dict[str, Any] = {}
+    inputs = PolicyInputs()
     size = cfg.size
+    updates: dict[str, Any] = {}
     if mode.needs_vision:
         import darla.vision
 
-        assert cfg.see is not None
-        checkpoint = darla.vision.checkpoint_path(Path(cfg.see))
-        if not Path(checkpoint).is_file():
-            raise ArtifactError(f"see folder {cfg.see} holds no vision checkpoint ({checkpoint})")
-        vision = darla.vision.load(checkpoint, device=resolve_device(cfg.device))
+        assert see is not None
+        if not see.checkpoint.is_file():
+            raise ArtifactError(f"see folder {see.path} holds no vision checkpoint ({see.checkpoint})")
+        vision = darla.vision.load(see.checkpoint, device=resolve_device(cfg.device))
         h, w, _ = vision.image_shape
         if h != w:
             raise ConfigError(f"the vision model reads {h}x{w} frames; act needs square frames")
@@ -152,15 +131,15 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
                 f"but act was asked for size {size}; use --size {h} (or retrain see at size {size})"
             )
         size = h
-        updates.update(
+        inputs = PolicyInputs(
             vision_model=type(vision).name,
-            vision_checkpoint=str(Path(checkpoint).resolve()),
-            vision_hash=file_hash(checkpoint),
+            vision_checkpoint=str(see.checkpoint.resolve()),
+            vision_hash=file_hash(see.checkpoint),
         )
     else:
-        size = size or int((see or {}).get("size") or 64)
-        updates.update(vision_model=None, vision_checkpoint=None, vision_hash=None)
-    updates.update(expert_hash=_expert_hash(cfg, family, size) if cfg.expert is not None else None)
+        size = size or (see.size if see is not None else 64)
+    if cfg.expert is not None:
+        inputs = dataclasses.replace(inputs, expert_hash=_expert_hash(cfg, family, size))
     if not mode.frozen_features:
         # a preset's feature_norm is shared by every mode of a run; only frozen features take it
         defaults = ActConfig()
@@ -174,156 +153,47 @@ def resolve_act_config(cfg: ActConfig) -> tuple[ActConfig, VisionModel | None]:
         # a clear error naming the model's layers, or saying the cnn head needs a conv layer
         policy_feature_map(cfg, policy_features(cfg, vision))
     head = updates.get("feature_head", cfg.feature_head)
-    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams(), head)
+    hparams = resolve_hyperparams(cfg.algo, family.name, cfg.mode, cfg.effective_hparams(cfg.algo), head)
     resolved = dataclasses.replace(
         cfg, env=family.name, domains=domains, size=size, hparams=hparams, algo_hparams={}, **updates
     )
     resolved.validate()
-    return resolved, vision
+    return resolved, inputs, vision
 
 
 def _expert_hash(cfg: ActConfig, family: EnvFamily, size: int) -> str:
     """Check an imitation expert (finished, same env and frame size, never saw a held-out domain)
     and return its policy's content hash."""
-    from darla.pipelines.transfer import check_zero_shot, read_act_config
-
     assert cfg.expert is not None
-    expert = Path(cfg.expert)
-    raw = read_act_config(expert)
-    if not is_done(expert) or not (expert / POLICY).is_file():
-        raise ArtifactError(f"expert {expert} is not a finished act stage (no DONE.json or {POLICY})")
-    if raw.get("env") != family.name:
+    expert = ActArtifact.read(cfg.expert)
+    if not expert.policy_file.is_file():
+        raise ArtifactError(f"expert {expert.path} holds no {expert.policy_file.name}")
+    if expert.env != family.name:
         raise ConfigError(
-            f"the expert {expert} was trained on env {raw.get('env')!r}, this policy is for {family.name!r}"
+            f"the expert {expert.path} was trained on env {expert.env!r}, this policy is for {family.name!r}"
         )
-    if raw.get("size") is not None and int(raw["size"]) != size:
+    if expert.raw.get("size") is not None and expert.size != size:
         raise ConfigError(
-            f"the expert {expert} reads {raw['size']}x{raw['size']} frames, this policy {size}x{size}: "
-            f"pass --size {raw['size']} (or clone an expert trained at size {size})"
+            f"the expert {expert.path} reads {expert.size}x{expert.size} frames, this policy {size}x{size}: "
+            f"pass --size {expert.size} (or clone an expert trained at size {size})"
         )
-    check_zero_shot(family, expert, raw)
-    return file_hash(expert / POLICY)
+    check_zero_shot(family.name, family.splits, expert)
+    return file_hash(expert.policy_file)
+
+
+def act_stage(cfg: ActConfig, inputs: PolicyInputs) -> StageDir:
+    """The act folder of a resolved config: its hash covers the config and the vision model's (and an
+    expert's) content hash; the checkpoint's path is recorded, not hashed."""
+    return StageDir(act_dir(cfg), cfg, inputs=inputs.identity(), notes=inputs.notes())
+
+
+def is_act_done(cfg: ActConfig) -> bool:
+    """Whether `run_act(cfg)` would skip (done with this config and these inputs)."""
+    resolved, inputs, _ = resolve_act_config(cfg)
+    return act_stage(resolved, inputs).is_done()
 
 
 # ----------------------------------------------------------------------------- callbacks
-class SourceEvalCallback(BaseCallback):
-    """Evaluate on the source domains every `freq` env steps; `evaluations.npz` (zoo format), atomically.
-
-    Scheduled by `num_timesteps` (not by call count) and preloaded from an existing file, so a resumed
-    run continues the same curve.
-    """
-
-    def __init__(
-        self, eval_env: VecEnv, path: Path, freq: int, episodes: int, seed: int, upto: int | None = None
-    ) -> None:
-        super().__init__()
-        self.eval_env = eval_env
-        self.path = path
-        self.freq = freq
-        self.episodes = episodes
-        self.seed = seed
-        self.timesteps: list[int] = []
-        self.results: list[list[float]] = []
-        self.lengths: list[list[int]] = []
-        if path.is_file():
-            with np.load(path) as data:
-                self.timesteps = [int(t) for t in data["timesteps"]]
-                self.results = [list(map(float, r)) for r in data["results"]]
-                self.lengths = [list(map(int, r)) for r in data["ep_lengths"]]
-            # evaluations made after the checkpoint we resume from belong to a lost continuation
-            keep = [i for i, t in enumerate(self.timesteps) if upto is None or t <= upto]
-            self.timesteps = [self.timesteps[i] for i in keep]
-            self.results = [self.results[i] for i in keep]
-            self.lengths = [self.lengths[i] for i in keep]
-
-    def _next_due(self) -> int:
-        last = self.timesteps[-1] if self.timesteps else 0
-        return (last // self.freq + 1) * self.freq
-
-    def _on_step(self) -> bool:
-        if self.freq > 0 and self.num_timesteps >= self._next_due():
-            self.evaluate()
-        return True
-
-    def evaluate(self) -> float:
-        # the same episodes every time: the evaluation seed does not depend on training progress
-        self.eval_env.seed(self.seed)
-        rewards, lengths = evaluate_policy(
-            self.model,
-            self.eval_env,
-            n_eval_episodes=self.episodes,
-            deterministic=True,
-            return_episode_rewards=True,
-            warn=False,
-        )
-        assert isinstance(rewards, list) and isinstance(lengths, list)
-        mean = float(np.mean(rewards))
-        if not np.isfinite(mean):
-            raise TrainingError(f"evaluation returned a non-finite mean reward ({mean})")
-        self.timesteps.append(int(self.num_timesteps))
-        self.results.append([float(r) for r in rewards])
-        self.lengths.append([int(n) for n in lengths])
-        self.save()
-        self.logger.record("eval/mean_reward", mean)
-        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
-        self.logger.dump(self.num_timesteps)
-        logger.info(
-            "eval at %d steps: mean reward %.3f over %d episodes", self.num_timesteps, mean, len(rewards)
-        )
-        return mean
-
-    def save(self) -> None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, timesteps=self.timesteps, results=self.results, ep_lengths=self.lengths)
-
-        atomic_save(self.path, write)
-
-
-def save_policy(spec: AlgoSpec, model: Any, cfg: ActConfig, path: Path) -> None:
-    """The finished policy, in the algorithm's own file format (loadable without unpickling)."""
-    spec.persistence.save_policy(model, path, {"algo": cfg.algo, "mode": cfg.mode})
-
-
-class CheckpointCallback(BaseCallback):
-    """A checkpoint at the first boundary (rollout start, or any step for MFEC) after every `freq` env
-    steps, and at the first boundary after a stop was requested (then it stops the run)."""
-
-    def __init__(
-        self, run: _Session, freq: int, cfg_hash: str, stop: HeldInterrupt, resumes: list[dict[str, Any]]
-    ) -> None:
-        super().__init__()
-        self.run = run
-        self.freq = freq
-        self.cfg_hash = cfg_hash
-        self.stop = stop
-        self.resumes = resumes
-        self.last = -1
-        self.at = run.spec.persistence.checkpoint_at
-
-    def _on_training_start(self) -> None:
-        self.last = self.num_timesteps // self.freq if self.freq else 0
-
-    def _on_rollout_start(self) -> None:
-        if self.at == "rollout":
-            self._boundary()
-
-    def _on_step(self) -> bool:
-        if self.at == "step":
-            self._boundary()
-        return True
-
-    def _boundary(self) -> None:
-        due = self.freq > 0 and self.num_timesteps // self.freq > self.last
-        if due or self.stop.pending:
-            if self.freq > 0:
-                self.last = self.num_timesteps // self.freq
-            save_checkpoint(
-                self.run.spec, self.model, self.run.venv, self.run.folder, self.cfg_hash, self.resumes
-            )
-        self.stop.deliver()  # a Ctrl-C or SIGTERM held until here stops the run, checkpointed
-
-
 # ----------------------------------------------------------------------------- the stage
 def make_env(
     cfg: ActConfig,
@@ -404,9 +274,9 @@ def standardized(cfg: ActConfig, folder: Path, vision: VisionModel | None) -> En
 
 def run_act(cfg: ActConfig) -> Path:
     """Train (or resume, or skip when done) one act run; returns its folder."""
-    cfg, vision = resolve_act_config(cfg)
+    cfg, inputs, vision = resolve_act_config(cfg)
     folder = act_dir(cfg)
-    stage = StageDir(folder, cfg)
+    stage = act_stage(cfg, inputs)
     stage.lock()  # refuse at once (naming the holder) if another process writes this policy
     if stage.is_done():
         logger.info("act already done: %s", folder)
@@ -415,7 +285,7 @@ def run_act(cfg: ActConfig) -> Path:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     stage.prepare()
-    cfg_hash = config_hash(cfg)
+    cfg_hash = stage.hash
     checkpoint = checkpoint_meta(folder, cfg_hash)
     resume_at = int(checkpoint["num_timesteps"]) if checkpoint is not None else None
     if checkpoint is None:
@@ -448,19 +318,15 @@ def run_act(cfg: ActConfig) -> Path:
         cfg.mode,
         encoder,
     )
-    # one evaluation worker per source domain, so every domain gets the same number of episodes
-    eval_env = wrap_env(
-        make_env(
-            cfg,
-            n_envs=len(cfg.domains),
-            seed=derive_seed(cfg.seed, "act", "eval"),
-            vec="dummy",
-            domain_mode="per_worker",
-        ),
-        cfg.mode,
-        encoder,
+    # raw frames: the evaluation plays the policy as transfer does (`Agent`), on fixed episodes
+    eval_env = make_env(
+        cfg,
+        n_envs=min(len(cfg.domains), cfg.eval_episodes),
+        seed=derive_seed(cfg.seed, "act", "eval"),
+        vec="dummy",
+        domain_mode="per_episode",
     )
-    run = _Session(cfg, folder, stage, venv, eval_env, device, encoder, ALGOS.get(cfg.algo))
+    run = _Session(cfg, inputs, folder, stage, venv, eval_env, device, encoder, ALGOS.get(cfg.algo))
     try:
         return _imitate(run) if imitating else _train(run, checkpoint)
     finally:
@@ -473,6 +339,7 @@ class _Session:
     """One act run's resolved config and what it trains and evaluates with (RL and cloning alike)."""
 
     cfg: ActConfig
+    inputs: PolicyInputs
     folder: Path
     stage: StageDir
     venv: VecEnv
@@ -494,15 +361,29 @@ class _Session:
             cfg.hparams,
             seed=cfg.seed,
             device=self.device,
-            vision_checkpoint=cfg.vision_checkpoint,
+            vision_checkpoint=self.inputs.vision_checkpoint,
             feature_map=self.feature_map,
             tensorboard_log=tensorboard_log,
+        )
+
+    def evaluator(self, freq: int, upto: int | None = None) -> SourceEvalCallback:
+        """Evaluations on the source domains: `eval_episodes` fixed episodes, dealt over the domains."""
+        cfg = self.cfg
+        return SourceEvalCallback(
+            self.eval_env,
+            lambda model: Agent(cfg, model, self.encoder, self.folder),
+            self.folder / EVALUATIONS,
+            freq,
+            cfg.domains,
+            cfg.eval_episodes,
+            derive_seed(cfg.seed, "act", "eval-episodes"),
+            upto=upto,
         )
 
 
 def _train(run: _Session, checkpoint: dict[str, Any] | None) -> Path:
     cfg, folder = run.cfg, run.folder
-    cfg_hash = config_hash(cfg)
+    cfg_hash = run.stage.hash
     model = run.new_model(tensorboard_log=folder / "tb")
     resumes: list[dict[str, Any]] = list(checkpoint.get("resumes", [])) if checkpoint else []
     if checkpoint is not None:
@@ -513,20 +394,15 @@ def _train(run: _Session, checkpoint: dict[str, Any] | None) -> Path:
             resume.num_timesteps,
             "exact" if resume.exact else "NOT exact: " + "; ".join(resume.notes),
         )
-    evaluator = SourceEvalCallback(
-        run.eval_env,
-        folder / EVALUATIONS,
-        cfg.eval_freq,
-        cfg.eval_episodes,
-        derive_seed(cfg.seed, "act", "eval-episodes"),
-        upto=int(model.num_timesteps),
-    )
+    evaluator = run.evaluator(cfg.eval_freq, upto=int(model.num_timesteps))
     remaining = cfg.timesteps - int(model.num_timesteps)
     started = time.perf_counter()
     steps_before = int(model.num_timesteps)
     if remaining > 0:
         with held_interrupts() as stop:
-            saver = CheckpointCallback(run, cfg.checkpoint_freq, cfg_hash, stop, resumes)
+            saver = CheckpointCallback(
+                run.spec, run.venv, folder, cfg.checkpoint_freq, cfg_hash, stop, resumes
+            )
             model.learn(
                 total_timesteps=remaining,
                 callback=CallbackList([evaluator, saver]),
@@ -559,8 +435,8 @@ def _finish(
         evaluator.init_callback(model)
         evaluator.num_timesteps = int(model.num_timesteps)
         evaluator.evaluate()
-    save_policy(run.spec, model, run.cfg, folder / POLICY)
-    checked = _check_reload(model, folder, run.cfg, run.eval_env)
+    run.spec.persistence.save_policy(model, folder / POLICY, {"algo": run.cfg.algo, "mode": run.cfg.mode})
+    checked = _check_reload(model, run)
     mean = float(np.mean(evaluator.results[-1]))
     run.stage.mark_done(
         num_timesteps=int(model.num_timesteps),
@@ -613,21 +489,16 @@ def _imitate(run: _Session) -> Path:
         fit["heldout_expert_entropy"],
     )
     model.num_timesteps = len(demos)
-    evaluator = SourceEvalCallback(
-        run.eval_env,
-        run.folder / EVALUATIONS,
-        0,
-        cfg.eval_episodes,
-        derive_seed(cfg.seed, "act", "eval-episodes"),
-    )
+    evaluator = run.evaluator(0)
     record = {"imitation_agreement": round(float(fit["heldout_agreement"]), 4)}
     return _finish(run, model, evaluator, seconds, len(demos), record)
 
 
-def _check_reload(model: BaseAlgorithm, folder: Path, cfg: ActConfig, eval_env: VecEnv) -> int:
+def _check_reload(model: BaseAlgorithm, run: _Session) -> int:
     """The saved policy, reloaded through `load_agent`, must act like the one in memory."""
     from darla.envs import get_family
 
+    cfg = run.cfg
     assert cfg.env is not None and cfg.size is not None
     family = get_family(cfg.env)
     frames = []
@@ -640,11 +511,11 @@ def _check_reload(model: BaseAlgorithm, folder: Path, cfg: ActConfig, eval_env: 
             frames.append(np.asarray(obs))
         env.close()
     batch = np.stack(frames)
-    live = Agent(cfg, model, getattr(eval_env, "encoder", None), folder)
-    reloaded = agent_from_folder(folder, cfg, cfg.device)
+    live = Agent(cfg, model, run.encoder, run.folder)
+    reloaded = agent_from_folder(run.folder, cfg, run.inputs, cfg.device)
     a, b = live.predict(batch), reloaded.predict(batch)
     if not np.array_equal(a, b):
-        raise ArtifactError(f"the saved policy in {folder} acts differently after reloading: {a} vs {b}")
+        raise ArtifactError(f"the saved policy in {run.folder} acts differently after reloading: {a} vs {b}")
     return len(batch)
 
 

@@ -281,7 +281,7 @@ def train_and_score(
 ) -> dict[str, Any]:
     """Train (or resume) one model at one seed, score it, write its folder; skipped when done."""
     from darla.envs.sprites import Sprites
-    from darla.pipelines.evaluate import model_encoder
+    from darla.pipelines.analysis.evaluate import model_encoder
     from darla.vision import build
     from darla.vision.checkpoint import checkpoint_path
     from darla.vision.figures import save_png
@@ -384,7 +384,7 @@ def mi_table(
     """Normalised MI of every latent with every factor, on MIG's own samples, rows in the
     traversal grid's order (`kl_ranking`)."""
     from darla.envs.sprites import Sprites
-    from darla.pipelines.evaluate import model_encoder
+    from darla.pipelines.analysis.evaluate import model_encoder
     from darla.vision.metrics import Sampler, resolve_params
     from darla.vision.metrics.mig import MIGParams, mi_matrix
 
@@ -458,7 +458,7 @@ def mean_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summarise(per_model: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     """One entry per model: the mean of each metric over its seeds (the published values are
     means, so never the IQM), with a 95% bootstrap CI."""
-    from darla.pipelines.stats import bootstrap_ci
+    from darla.pipelines.analysis.stats import bootstrap_ci
 
     out = []
     for name, rows in per_model.items():
@@ -520,7 +520,7 @@ def ordering(per_model: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, bool
     """The published ordering on MIG (beta_tcvae and factor_vae above vae), on means over seeds,
     and each gap's 95% bootstrap CI (seeds resampled per model): a gap whose CI holds 0 is not
     settled by these seeds."""
-    from darla.pipelines.stats import bootstrap_ci
+    from darla.pipelines.analysis.stats import bootstrap_ci
 
     def mig(name: str) -> np.ndarray:
         return np.array([r["scores"].get("mig", np.nan) for r in per_model.get(name, [])], dtype=float)

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from darla.artifacts import model_folder_config
 from darla.cli import Command
-from darla.config import load_yaml
 from darla.errors import ArtifactError, ConfigError, UnknownNameError
 from darla.registry import unknown_name_message
 from darla.runtime import setup_torch
@@ -68,17 +68,12 @@ class EvaluateConfig:
 
 
 def trained_env(path: str | Path) -> str | None:
-    """The env (family) a model was trained on, from its folder's config.yaml; None if unknown."""
-    from darla.vision import see_folder
-
-    cfg_path = see_folder(path) / "config.yaml"
-    if not cfg_path.is_file():
-        return None
-    data = load_yaml(cfg_path) or {}
-    env = data.get("env") if isinstance(data, dict) else None
+    """The env (family) a model was trained on, from its folder's recorded config; None if unknown."""
+    data = model_folder_config(path) or {}
+    env = data.get("env")
     if isinstance(env, str) and env:
         return env
-    if isinstance(data, dict) and data.get("dataset") == SPRITES:
+    if data.get("dataset") == SPRITES:
         return SPRITES
     return None
 
@@ -116,7 +111,7 @@ def resolve_dataset_name(dataset: str, see: str | Path) -> str:
     env = trained_env(see)
     if env is None:
         raise ConfigError(
-            f"cannot tell which env {see} was trained on (no 'env' in its config.yaml); "
+            f"cannot tell which env {see} was trained on (its folder records no env); "
             f"pass --dataset, one of: {', '.join(dataset_names())}"
         )
     return env

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from darla.artifacts import StageDir, atomic_save_figure, atomic_write_json
+from darla.artifacts import SeeArtifact, StageDir, atomic_save_figure, atomic_write_json, file_hash
 from darla.cli import Command
-from darla.config import load_yaml, to_dict
+from darla.config import to_dict
 from darla.errors import ArtifactError, ConfigError
 from darla.log import progress
 from darla.registry import unknown_name_message
@@ -68,9 +68,11 @@ class ProbeConfig:
 
 
 def source_domains(see_dir: Path, family: Any) -> tuple[str, ...]:
-    """The domains the model saw (its see config), else the family's source split."""
-    data = load_yaml(see_dir / "config.yaml") if (see_dir / "config.yaml").is_file() else {}
-    seen = tuple(data.get("domains") or ()) if isinstance(data, dict) else ()
+    """The domains the model saw (its see artifact), else the family's source split."""
+    try:
+        seen = SeeArtifact.read(see_dir, finished=False).domains
+    except ArtifactError:
+        seen = ()
     return seen or family.domain_names("source")
 
 
@@ -98,10 +100,7 @@ def probe_dir(out: Path, model: str) -> Path:
 
 
 def model_hash(see: Path) -> str:
-    from darla.artifacts import file_hash
-    from darla.vision import see_folder
-
-    return file_hash(see_folder(see) / "model.pt")
+    return file_hash(SeeArtifact.read(see, finished=False).checkpoint)
 
 
 def probe_stage(cfg: ProbeConfig) -> StageDir:
@@ -131,7 +130,7 @@ def run_stage(cfg: ProbeConfig) -> Path:
 
 def run(cfg: ProbeConfig) -> dict[str, Any]:
     import darla.envs
-    from darla.pipelines.evaluate import resolve_dataset_name
+    from darla.pipelines.analysis.evaluate import resolve_dataset_name
     from darla.vision import load, see_folder
 
     setup_torch(cfg.threads)
