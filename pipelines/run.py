@@ -526,6 +526,7 @@ def run_all(cfg: RunConfig) -> Path:
         for model, see_dir in see_dirs.items():
             pcfg = ProbeConfig(
                 see=see_dir,
+                factors=family.probe_factors,
                 frames=cfg.probe_frames,
                 seed=cfg.seed,
                 out=probe_dir(out, model),
