@@ -1,7 +1,8 @@
 """`Dots`: a tiny env family drawn in numpy, as a darla env plug-in (no MiniWorld, no OpenGL).
 
 A square agent walks on a grid (up, down, left, right). Reaching the goal dot gives +1, the bad
-dot -1; either then respawns on a free cell, so rewards come all episode long. The task never
+dot -1; either then respawns on a free cell. Each step also pays `shaping` per cell of distance
+to the goal gained (lost: the same, negative), so the reward is dense. The task never
 changes; a domain is its look: the background colour and the colours of the two dots. Domains
 follow DARLA's split (`recombine`): three sources show two backgrounds and two dot pairs, the
 target is the held-out combination, and the ood domains show a colour no source has.
@@ -50,7 +51,7 @@ ACTIONS = ("up", "down", "left", "right")
 MOVES = np.array([(0, -1), (0, 1), (-1, 0), (1, 0)])  # (dx, dy) per action; y grows downwards
 DOT_RADIUS = 0.45  # in cells: a disc that fills its cell
 AGENT_HALF = 0.35  # half the agent square's side, in cells
-DEFAULT_GRID = 8
+DEFAULT_GRID = 6  # cells per side: a cell is 8 pixels at 48x48, 10.7 at 64x64
 
 
 def _check_color(where: str, value: Any) -> None:
@@ -170,6 +171,7 @@ class DotsEnv(gymnasium.Env):
         grid: int = DEFAULT_GRID,
         goal_reward: float = 1.0,
         bad_reward: float = -1.0,
+        shaping: float = 0.1,
     ) -> None:
         if not isinstance(size, (int, np.integer)) or size < 8:
             raise ConfigError(f"size must be an integer >= 8, got {size!r}")
@@ -183,6 +185,7 @@ class DotsEnv(gymnasium.Env):
         self.domain: DotsDomain = FAMILY.domain(FAMILY.splits["source"][0] if domain is None else domain)
         self.size, self.grid, self.max_episode_steps = int(size), int(grid), steps
         self.goal_reward, self.bad_reward = float(goal_reward), float(bad_reward)
+        self.shaping = float(shaping)
         self.render_mode = render_mode
         self.action_names = ACTIONS
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), dtype=np.uint8)
@@ -221,16 +224,21 @@ class DotsEnv(gymnasium.Env):
                 f"invalid action {action!r}; valid: 0..{len(ACTIONS) - 1} ({', '.join(ACTIONS)})"
             )
         self.step_count += 1
+        before = self.goal_distance()
         self.agent = np.clip(self.agent + MOVES[index], 0, self.grid - 1)
-        reward = 0.0
+        reward = self.shaping * (before - self.goal_distance())
         if np.array_equal(self.agent, self.goal):
-            reward, self.collected = self.goal_reward, self.collected + 1
+            reward, self.collected = reward + self.goal_reward, self.collected + 1
             self.goal = self._free_cell()
         elif np.array_equal(self.agent, self.bad):
-            reward = self.bad_reward
+            reward += self.bad_reward
             self.bad = self._free_cell()
         truncated = self.step_count >= self.max_episode_steps
         return self.render_obs(), reward, False, truncated, self._info()
+
+    def goal_distance(self) -> int:
+        """Steps from the agent to the goal dot (Manhattan distance on the grid)."""
+        return int(np.abs(self.goal - self.agent).sum())
 
     def render_obs(self) -> np.ndarray:
         return self.painter.draw(self.domain, self.agent, self.goal, self.bad)
