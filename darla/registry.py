@@ -87,7 +87,12 @@ class Registry(Generic[T]):
                 + ": choose another name"
             )
         if self._check is not None:
-            self._check(name, obj)
+            try:
+                self._check(name, obj)
+            except ConfigError as exc:
+                if not origin:
+                    raise
+                raise ConfigError(f"{exc} ({origin})") from None  # a plug-in names itself
         self._items[name] = obj
         self._origin[name] = origin or getattr(obj, "__module__", "")
         if self._on_register is not None:

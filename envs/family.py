@@ -42,6 +42,9 @@ class EnvFamily:
     (its default: task-directed behaviour mixed with random, so frames show what matters)."""
     show_policy: Callable[[], Policy] = show_seek
     """What `darla envs show` plays before taking its frames."""
+    probe_factors: tuple[str, ...] = ("good_bearing", "bad_bearing")
+    """Ground-truth factors that carry the task (`darla probe` reads them from a model's features);
+    a room family's are its objects' bearings; empty: the family has none to probe."""
 
     def __post_init__(self) -> None:
         for name, spec in self.domains.items():
@@ -129,7 +132,12 @@ class EnvFamily:
 def check_family(name: str, family: Any) -> None:
     """A registered env family is an EnvFamily under its own name (also for plug-ins)."""
     if not isinstance(family, EnvFamily):
-        raise ConfigError(f"env {name!r} must be a darla.envs.EnvFamily, got {type(family).__name__}")
+        got = (
+            f"the class {family.__module__}.{family.__qualname__}"
+            if isinstance(family, type)  # the likely slip: the entry point names the env class
+            else f"a {type(family).__name__}"
+        )
+        raise ConfigError(f"env {name!r} must be a darla.envs.EnvFamily instance, got {got}")
     if family.name != name:
         raise ConfigError(f"env family {family.name!r} is registered under another name, {name!r}")
 

@@ -90,3 +90,11 @@ def test_a_broken_or_clashing_plugin_names_itself(monkeypatch: pytest.MonkeyPatc
 def test_unknown_plugin_group_is_an_error() -> None:
     with pytest.raises(ConfigError, match=r"darla\.models"):
         Registry("x", group="darla.modelz")
+
+
+def test_a_plugin_that_misses_the_interface_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = [EntryPoint("no_loss", f"{__name__}:NoLoss", "darla.models")]
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: points)
+    reg: Registry[type[VisionModel]] = Registry("model", group="darla.models", check=check_model)
+    with pytest.raises(ConfigError, match=r"does not implement loss.*\(plug-in no_loss = .*:NoLoss"):
+        reg.names()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["darla", "envs", "vision", "agents", "pipelines", "tests"]
+SOURCES = ["darla", "envs", "vision", "agents", "pipelines", "tests", "examples"]
+PLUGIN_EXAMPLE = "examples/darla-plugin-example/darla_plugin_example"
 
 
 @pytest.mark.parametrize(
@@ -17,7 +18,7 @@ SOURCES = ["darla", "envs", "vision", "agents", "pipelines", "tests"]
     [
         ["ruff", "check", *SOURCES],
         ["ruff", "format", "--check", *SOURCES],
-        ["mypy", "darla", "envs", "vision", "agents", "pipelines"],
+        ["mypy", "darla", "envs", "vision", "agents", "pipelines", PLUGIN_EXAMPLE],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
 )

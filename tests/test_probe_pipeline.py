@@ -80,3 +80,16 @@ def test_probe_fits_on_chosen_domains_and_scores_them_on_held_out_frames(
             )
         )
     assert not (tmp_path / "bad" / "probe.json").exists()
+
+
+def test_run_probes_a_family_only_through_factors_its_ground_truth_has() -> None:
+    """`darla run` probes the family's own `probe_factors`; a family without them (another kind of
+    env, whose ground truth has other factors) is skipped, not failed after its see stage."""
+    import dataclasses
+
+    from darla.pipelines.probe import can_probe
+
+    family = E.get_family("SeekAvoid")
+    assert family.probe_factors == ("good_bearing", "bad_bearing") and can_probe(family)
+    assert not can_probe(dataclasses.replace(family, probe_factors=()))
+    assert not can_probe(dataclasses.replace(family, probe_factors=("goal_x",)))

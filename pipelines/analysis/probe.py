@@ -14,6 +14,7 @@ room, the good objects of the level-1 target.)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class ProbeConfig:
 
     see: Path
     """A see folder (or its model.pt) trained on an env family."""
-    factors: tuple[str, ...] = ("good_bearing", "bad_bearing")
-    """Ground-truth factors to probe (SeekAvoid: the good and bad objects' bearing bins)."""
+    factors: tuple[str, ...] = ()
+    """Ground-truth factors to probe (default: the env family's `probe_factors`; SeekAvoid's are the
+    good and bad objects' bearing bins)."""
     frames: int = 400
     """Frames rendered per domain (the source frames are split 75/25 into fit and held out)."""
     seed: int = 0
@@ -63,8 +65,6 @@ class ProbeConfig:
             raise ConfigError(
                 f"frames must be >= 8 (the probe needs fit and held-out frames), got {self.frames}"
             )
-        if not self.factors:
-            raise ConfigError("factors is empty: name at least one ground-truth factor")
 
 
 def source_domains(see_dir: Path, family: Any) -> tuple[str, ...]:
@@ -77,9 +77,16 @@ def source_domains(see_dir: Path, family: Any) -> tuple[str, ...]:
 
 
 def can_probe(family: Any) -> bool:
-    """Whether the family's ground truth renders poses in a chosen domain (what the probe needs);
-    `darla run` skips the probe stage for a family that cannot."""
-    return hasattr(family.ground_truth(), "sample_factors_in_domain")
+    """Whether the family names task factors (`probe_factors`) that its ground truth has, and the
+    ground truth renders poses in a chosen domain (what the probe needs); `darla run` skips the
+    probe stage for a family that cannot (a family with other factors names its own)."""
+    gt = family.ground_truth()
+    try:
+        names = set(getattr(gt, "factor_names", ()))
+        has_factors = bool(family.probe_factors) and set(family.probe_factors) <= names
+        return has_factors and hasattr(gt, "sample_factors_in_domain")
+    finally:
+        gt.close()
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray) -> Any:
@@ -144,14 +151,19 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
             f"probe a model trained on an env family: {', '.join(darla.envs.FAMILIES.names())}"
         )
     family = darla.envs.get_family(env)
-    if not can_probe(family):
-        raise ConfigError(f"{env}'s ground truth cannot render a chosen domain; nothing to probe")
     model = load(cfg.see, device=cfg.device)
     gt = family.ground_truth(int(model.image_shape[0]))
-    for name in cfg.factors:
+    if not hasattr(gt, "sample_factors_in_domain"):
+        raise ConfigError(f"{env}'s ground truth cannot render a chosen domain; nothing to probe")
+    probed = tuple(cfg.factors) or tuple(family.probe_factors)
+    if not probed:
+        raise ConfigError(
+            f"{env} names no factors to probe (probe_factors); choose --factors among {', '.join(gt.factor_names)}"
+        )
+    for name in probed:
         if name not in gt.factor_names:
-            raise ConfigError(unknown_name_message("factor", name, list(gt.factor_names)))
-    columns = [gt.factor_names.index(f) for f in cfg.factors]
+            raise ConfigError(unknown_name_message(f"{env} factor", name, list(gt.factor_names)))
+    columns = [gt.factor_names.index(f) for f in probed]
     sources = source_domains(see_dir, family)
     for d in cfg.fit_domains:
         family.domain(d)  # an unknown name is a clear error naming the family's domains
@@ -172,7 +184,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     n_fit = round(cfg.frames * 0.75)
     fit_x = np.concatenate([feats[d][:n_fit] for d in fit])
     accuracy: dict[str, dict[str, float]] = {}
-    for j, factor in enumerate(cfg.factors):
+    for j, factor in enumerate(probed):
         probe = fit_probe(fit_x, np.concatenate([labels[d][:n_fit, j] for d in fit]))
         per = {}
         for d in domains:
@@ -188,7 +200,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         }
         for factor, per in accuracy.items()
     }
-    chance = {f: round(1.0 / gt.factor_sizes[c], 4) for f, c in zip(cfg.factors, columns)}
+    chance = {f: round(1.0 / gt.factor_sizes[c], 4) for f, c in zip(probed, columns)}
     out = Path(cfg.out) if cfg.out is not None else see_dir
     result = {
         "see": str(cfg.see),
@@ -201,7 +213,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         "chance": chance,
         "seconds": round(time.perf_counter() - start, 1),
         "model_hash": model_hash(cfg.see),
-        "config": to_dict(cfg),
+        "config": to_dict(dataclasses.replace(cfg, factors=probed)),
     }
     out.mkdir(parents=True, exist_ok=True)
     plot(result, out / "probe.png")

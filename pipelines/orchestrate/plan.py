@@ -202,11 +202,12 @@ def check_readout_layers(cfg: RunConfig) -> None:
 
 
 # ----------------------------------------------------------------------------- the run
-def plan_run(cfg: RunConfig, *, threads: int = 0, can_probe_family: bool = True) -> list[Task]:
+def plan_run(cfg: RunConfig, *, threads: int = 0, probe_factors: tuple[str, ...] = ()) -> list[Task]:
     """Every stage of `darla run` in dependency order: see (and what the models are built on),
     probes, oracles and policies (those without a vision model first, then oracles, which every
     transfer of their kind waits for, then the costliest modes, so no long stage starts last), then
-    transfers. `threads`: torch threads of stages whose own setting is 0 (all cores)."""
+    transfers. `threads`: torch threads of stages whose own setting is 0 (all cores); `probe_factors`:
+    the env family's task factors a probe reads (none: no probe)."""
     out = Path(cfg.out)
     tasks: list[Task] = []
     see_dirs: dict[str, Path] = {}
@@ -218,10 +219,11 @@ def plan_run(cfg: RunConfig, *, threads: int = 0, can_probe_family: bool = True)
         tasks += see_tasks(configs)
         see_dirs = {c.model: c.folder for c in configs if c.model in cfg.models}
 
-    if cfg.probe_frames and can_probe_family:
+    if cfg.probe_frames and probe_factors:
         for model, see_dir in see_dirs.items():
             pcfg = ProbeConfig(
                 see=see_dir,
+                factors=probe_factors,
                 frames=cfg.probe_frames,
                 seed=cfg.seed,
                 out=probe_dir(out, model),

@@ -176,7 +176,7 @@ def run_all(cfg: RunConfig) -> Path:
     jobs = cfg.jobs or num_cores()
     # threads=0 means all cores: with several jobs each gets its share, or their threads would spin
     share = max(1, num_cores() // jobs) if jobs > 1 else 0
-    tasks = plan_run(cfg, threads=share, can_probe_family=can_probe(family))
+    tasks = plan_run(cfg, threads=share, probe_factors=family.probe_factors if can_probe(family) else ())
     log = RunLog(out)
     with EnvPool() as pool:  # one set of evaluation envs for every transfer run in this process
         LocalBackend(log, jobs, pool=pool if jobs <= 1 else None).execute(tasks)
