@@ -75,6 +75,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "env"): ("darla.pipelines.bench_env:COMMAND", "benchmark env steps/s and frame collection"),
     ("bench", "see"): ("darla.pipelines.bench_see:COMMAND", "benchmark vision training and encoding"),
     ("bench", "act"): ("darla.pipelines.bench_act:COMMAND", "benchmark PPO on frozen features vs pixels"),
+    ("bench", "shift"): (
+        "darla.pipelines.bench_shift:COMMAND",
+        "benchmark pixel shift suites: wrapped / unwrapped env steps/s",
+    ),
     ("scan", "train"): (
         "darla.pipelines.scan_cmd:TRAIN",
         "SCAN: ground env-factor symbols in a frozen vision model",

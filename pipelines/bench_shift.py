@@ -1,0 +1,202 @@
+"""`darla bench shift`: what a pixel shift costs per env step.
+
+For each base env and suite, paired rounds time the unwrapped pipeline right before the shifted
+env, with the same action sequence, so load from other processes hits both sides of each ratio:
+- unwrapped: the base env producing the same unshifted frames at the same size (a darla family
+  renders at that size; a Gymnasium base steps, renders and box-resizes to it);
+- wrapped: the shifted family's env at `level` (default the strongest, `extreme`).
+Per pair, `ratio` = median over rounds of wrapped / unwrapped steps/s; the headline `ratio` is the
+worst pair's (target >= 0.9), `ratio_median` the median pair's.
+For render bases `native_ratio` compares against the bare step + render at the native size (what
+resizing costs on top), and `batch_frames_per_s` times each suite's op alone on a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from darla.artifacts import host_info
+from darla.cli import Command
+from darla.errors import ConfigError, DarlaError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchShiftConfig:
+    """Benchmark the pixel shift suites against their unwrapped envs."""
+
+    envs: tuple[str, ...] = ("SeekAvoid", "CartPole-v1")
+    """Base envs: darla families or Gymnasium ids with RGB frames."""
+    suites: tuple[str, ...] = ("colour", "distractors", "background")
+    """Shift suites (a suite the base cannot take, e.g. background on SeekAvoid, is reported as skipped)."""
+    level: str = "extreme"
+    """Level timed (extreme: the most shapes, the strongest texture)."""
+    size: int = 64
+    """Frame size."""
+    steps: int = 500
+    """Steps per measurement (random actions, resets included)."""
+    repeats: int = 3
+    """Rounds; each times the unwrapped env right before the shifted one."""
+    batch: int = 256
+    """Frames per batch when timing an op alone."""
+    seed: int = 0
+    """Seed of the action sequences."""
+
+    def validate(self) -> None:
+        if self.steps < 10 or self.repeats < 1 or self.size < 8 or self.batch < 1:
+            raise ConfigError("need steps >= 10, repeats >= 1, size >= 8, batch >= 1")
+
+
+class _Unwrapped:
+    """The base's own frame pipeline: step (and render + resize for a render base)."""
+
+    def __init__(self, env: Any, render: bool, size: int | None) -> None:
+        self.env, self.render, self.size = env, render, size
+        self.action_space = env.action_space
+
+    def _frame(self) -> None:
+        if self.render:
+            from darla.envs.shift_ops import resize_frame
+
+            frame = self.env.render()
+            if self.size is not None:
+                resize_frame(frame, self.size)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.env.reset(seed=seed)
+        self._frame()
+
+    def step(self, action: int) -> tuple[Any, ...]:
+        out = self.env.step(action)
+        self._frame()
+        return tuple(out)
+
+
+def _steps_per_second(env: Any, steps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(int(env.action_space.n), size=steps)
+    env.reset(seed=seed)
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(int(a))
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def _unwrapped(family: Any, base_domain: str, size: int, native: bool) -> _Unwrapped:
+    """The base env in the same base domain as the shifted domain timed (same scene, same cost)."""
+    import contextlib
+    import io
+
+    import gymnasium
+
+    from darla.envs.shift_family import shift_info
+
+    base = shift_info(family.name).base
+    if base.family is not None:
+        return _Unwrapped(base.family.make(base_domain, seed=0, size=size), False, None)
+    kwargs = base.size_kwargs(size) if base.size_kwargs else {}
+    render = base.frames == "render"
+    if render:
+        kwargs["render_mode"] = "rgb_array"
+    with contextlib.redirect_stdout(io.StringIO()):
+        env = gymnasium.make(base.name, disable_env_checker=True, **kwargs)
+    if not render:  # RGB observations: resized inside the env when it can render at `size`
+        return _Unwrapped(env, False, None)
+    return _Unwrapped(env, True, None if native else size)
+
+
+def _batch_rate(spec: Any, env: Any, batch: int, size: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    frames = np.stack([env.random_base_frame(rng, spec.base_domain, 5)[0] for _ in range(min(batch, 32))])
+    frames = np.resize(frames, (batch, *frames.shape[1:]))
+    op = spec.make_op(size, env.keyer)
+    op.reset(rng, batch)
+    t0 = time.perf_counter()
+    op.apply(frames)
+    op.apply(frames)
+    return 2 * batch / (time.perf_counter() - t0)
+
+
+def _bench_one(name: str, cfg: BenchShiftConfig) -> dict[str, Any]:
+    from darla.envs import get_family
+    from darla.envs.shift import LEVELS
+
+    family = get_family(name)
+    domain = next(d for d in family.domain_names() if family.domains[d].level == LEVELS.index(cfg.level))
+    spec = family.domains[domain]
+    wrapped = family.make(domain, seed=cfg.seed, size=cfg.size)
+    base = _unwrapped(family, spec.base_domain, cfg.size, native=False)
+    native = _unwrapped(family, spec.base_domain, cfg.size, native=True) if base.render else None
+    ratios, native_ratios, ours, theirs = [], [], [], []
+    for r in range(cfg.repeats):
+        seed = cfg.seed + r
+        unwrapped_rate = _steps_per_second(base, cfg.steps, seed)
+        wrapped_rate = _steps_per_second(wrapped, cfg.steps, seed)
+        ratios.append(wrapped_rate / unwrapped_rate)
+        ours.append(wrapped_rate)
+        theirs.append(unwrapped_rate)
+        if native is not None:
+            native_ratios.append(wrapped_rate / _steps_per_second(native, cfg.steps, seed))
+    result: dict[str, Any] = {
+        "domain": domain,
+        "unwrapped_steps_per_s": round(float(np.median(theirs)), 1),
+        "wrapped_steps_per_s": round(float(np.median(ours)), 1),
+        "ratio": round(float(np.median(ratios)), 3),
+        "batch_frames_per_s": round(_batch_rate(spec, wrapped.unwrapped, cfg.batch, cfg.size, cfg.seed), 1),
+    }  # fmt: skip
+    if native_ratios:
+        result["native_ratio"] = round(float(np.median(native_ratios)), 3)
+    for env in (wrapped, base.env, *([native.env] if native is not None else [])):
+        env.close()
+    return result
+
+
+def run_bench_shift(cfg: BenchShiftConfig) -> dict[str, Any]:
+    from darla.envs import SUITES
+    from darla.envs.shift import LEVELS
+    from darla.registry import check_choice
+
+    check_choice("shift level", cfg.level, list(LEVELS))
+    for suite in cfg.suites:
+        SUITES.get(suite)
+    results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for env in cfg.envs:
+        for suite in cfg.suites:
+            name = f"{env}@{suite}"
+            try:
+                results[name] = _bench_one(name, cfg)
+            except DarlaError as exc:
+                if suite in ("background",) and "cannot key its background" in str(exc):
+                    skipped[name] = str(exc).split(":")[0]
+                    continue
+                raise
+            logger.info("%s: ratio %.2f (%s)", name, results[name]["ratio"], results[name])
+    ratios = [v["ratio"] for v in results.values()]
+    return {
+        "size": cfg.size,
+        "level": cfg.level,
+        "steps": cfg.steps,
+        "repeats": cfg.repeats,
+        "results": results,
+        "skipped": skipped,
+        "ratio": round(float(min(ratios)), 3) if ratios else None,
+        "ratio_median": round(float(np.median(ratios)), 3) if ratios else None,
+        "host": host_info(),
+    }
+
+
+COMMAND = Command(
+    words=("bench", "shift"),
+    config=BenchShiftConfig,
+    run=run_bench_shift,
+    help="benchmark pixel shift suites: wrapped / unwrapped env steps/s",
+)
