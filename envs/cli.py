@@ -57,7 +57,9 @@ def render_list(result: dict[str, Any]) -> str:
     suites = result.get("shift_suites") or {}
     if suites:
         lines.append("Shift suites: any family or Gymnasium id with RGB frames as <env>@<suite>")
-        lines.append("(e.g. SeekAvoid@colour, CartPole-v1@distractors; `darla envs show <env> --shift <suite>`)")
+        lines.append(
+            "(e.g. SeekAvoid@colour, CartPole-v1@distractors; `darla envs show <env> --shift <suite>`)"
+        )
         for name, entry in suites.items():
             levels = "; ".join(f"{split}: {', '.join(entry[split])}" for split in ("source", "target", "ood"))
             lines.append(f"  {name:<12} {entry['description']}")

@@ -183,9 +183,7 @@ class BackgroundShift(ShiftSpec):
         _in_range("drift", self.drift, 0.0, 0.5)
 
     def make_op(self, size: int, keyer: Keyer | None) -> FrameOp:
-        if keyer is None and self.pattern != "none":
-            raise ConfigError(f"{self.name}: a background shift needs an env whose background can be keyed")
-        return BackgroundOp(self.pattern, self.frequency, self.strength, self.drift, size, keyer)  # type: ignore[arg-type]
+        return BackgroundOp(self.pattern, self.frequency, self.strength, self.drift, size, keyer)
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,9 @@ class Suite:
 
     def __post_init__(self) -> None:
         if tuple(self.levels) != LEVELS:
-            raise ConfigError(f"suite {self.name!r} must define the levels {LEVELS}, got {tuple(self.levels)}")
+            raise ConfigError(
+                f"suite {self.name!r} must define the levels {LEVELS}, got {tuple(self.levels)}"
+            )
         for level in LEVELS:
             self.spec(level, level)  # every level validates
 

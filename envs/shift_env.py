@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -28,7 +28,7 @@ class ShiftEnv(gymnasium.Env):
     collection policies read); `base_params` go to the base's constructor.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}  # noqa: RUF012
 
     def __init__(
         self,
@@ -53,9 +53,11 @@ class ShiftEnv(gymnasium.Env):
         self.domain = self._resolve(domain)
         self.base = self._make_base(max_episode_steps, seed, dict(base_params or {}))
         self.base_env: Any = self.base.unwrapped
-        if not isinstance(self.base.action_space, spaces.Discrete):
+        action_space = self.base.action_space
+        if not isinstance(action_space, spaces.Discrete):
             raise ConfigError(f"{self.info.base.name}: shifted families take Discrete actions only")
-        self.action_space = self.base.action_space
+        self.action_space = action_space
+        self._n_actions = int(action_space.n)
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), dtype=np.uint8)
         base = self.info.base
         self.keyer: Keyer | None = None
@@ -87,7 +89,11 @@ class ShiftEnv(gymnasium.Env):
         base = self.info.base
         if base.family is not None:
             return base.family.make(
-                self.domain.base_domain, seed=seed, size=self.size, max_episode_steps=max_episode_steps, **params
+                self.domain.base_domain,
+                seed=seed,
+                size=self.size,
+                max_episode_steps=max_episode_steps,
+                **params,
             )
         kwargs = {**(base.size_kwargs(self.size) if base.size_kwargs else {}), **params}
         if base.frames == "render":
@@ -129,13 +135,15 @@ class ShiftEnv(gymnasium.Env):
         self._frame = self._op().apply(frame[None])[0]
         return self._frame
 
-    def random_base_frame(self, rng: np.random.Generator, base_domain: str, max_steps: int = 20) -> tuple[np.ndarray, np.ndarray | None]:
+    def random_base_frame(
+        self, rng: np.random.Generator, base_domain: str, max_steps: int = 20
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """An unshifted frame of a random base state (a seeded reset, then up to `max_steps` random
         actions), and its background mask if the base exposes one: ground truth's nuisance."""
         options = {"domain": base_domain} if self.info.base.family is not None else None
         obs, _ = self.base.reset(seed=int(rng.integers(2**31 - 1)), options=options)
         for _ in range(int(rng.integers(0, max_steps + 1))):
-            obs, _, terminated, truncated, _ = self.base.step(int(rng.integers(self.action_space.n)))
+            obs, _, terminated, truncated, _ = self.base.step(int(rng.integers(self._n_actions)))
             if terminated or truncated:
                 break
         frame = self._base_frame(obs)
@@ -162,7 +170,7 @@ class ShiftEnv(gymnasium.Env):
         frame = self._shift(self._base_frame(obs))
         return frame, float(reward), bool(terminated), bool(truncated), {**info, "domain": self.domain.name}
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         return self._frame.copy() if self.render_mode == "rgb_array" else None
 
     def in_view(self) -> bool:

@@ -176,7 +176,12 @@ def _domains(base: ShiftBase, suite: Suite) -> tuple[dict[str, ShiftSpec], dict[
         domains = {level: suite.spec(level, level) for level in LEVELS}
         return domains, dict(LEVEL_SPLITS)
     sources, levels = base.domains, LEVEL_SPLITS["source"]
-    pairs = {"source": [(sources[i % len(sources)], levels[i % len(levels)]) for i in range(max(len(sources), len(levels)))]}
+    pairs = {
+        "source": [
+            (sources[i % len(sources)], levels[i % len(levels)])
+            for i in range(max(len(sources), len(levels)))
+        ]
+    }
     held = [*LEVEL_SPLITS["target"], *LEVEL_SPLITS["ood"]]
     for j, level in enumerate(held):
         split = "target" if level in LEVEL_SPLITS["target"] else "ood"
@@ -232,8 +237,11 @@ def _policies(base: ShiftBase) -> tuple[dict[str, Callable[[], Policy]], Callabl
     if base.family is None:
         return {"random": RandomPolicy, "mixed": RandomPolicy}, RandomPolicy
     fam = base.family
-    policies = {name: functools.partial(_base_policy, fam, name) for name in fam.collect_policies}
-    return policies, functools.partial(_base_show, fam)
+    policies: dict[str, Callable[[], Policy]] = {
+        name: functools.partial(_base_policy, fam, name) for name in fam.collect_policies
+    }
+    show: Callable[[], Policy] = functools.partial(_base_show, fam)
+    return policies, show
 
 
 def shift_family(name: str) -> EnvFamily:
@@ -249,7 +257,11 @@ def shift_family(name: str) -> EnvFamily:
 
     domains, splits = _domains(base, suite)
     policies, show = _policies(base)
-    what = base.family.description if base.family is not None else f"Gymnasium {base.name} ({base.frames} frames)"
+    what = (
+        base.family.description
+        if base.family is not None
+        else f"Gymnasium {base.name} ({base.frames} frames)"
+    )
     family = EnvFamily(
         name=canonical,
         gym_id=shift_gym_id(base.name, suite.name),

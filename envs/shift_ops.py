@@ -267,10 +267,12 @@ class BackgroundOp:
     background."""
 
     def __init__(
-        self, pattern: str, frequency: float, strength: float, drift: float, size: int, keyer: Keyer
+        self, pattern: str, frequency: float, strength: float, drift: float, size: int, keyer: Keyer | None
     ) -> None:
         if pattern != "none":
             PATTERNS.get(pattern)  # a clear error for an unknown pattern
+            if keyer is None:
+                raise ConfigError("a background shift needs an env whose background can be keyed")
         self.pattern = pattern
         self.frequency = float(frequency)
         self.strength = float(strength)
@@ -284,6 +286,7 @@ class BackgroundOp:
         self.t = 0
         if self.pattern == "none":
             return
+        assert self.keyer is not None  # checked in __init__ for every pattern but "none"
         base = np.array(self.keyer.colour, dtype=np.float32)
         tiles = []
         for _ in range(batch):
@@ -303,6 +306,7 @@ class BackgroundOp:
             return frames
         if len(self.tiles) != len(frames):
             raise ConfigError(f"background was reset for {len(self.tiles)} frames, got {len(frames)}")
+        assert self.keyer is not None
         alpha = self.keyer.alpha(frames)
         f = frames.astype(np.float32)
         out = f + alpha * (self.window() - f)

@@ -110,8 +110,9 @@ class ShiftGroundTruth:
             op = spec.make_op(self.size, env.keyer)
             op.reset(rng, len(rows))
             keyer: Any = env.keyer
-            if masks[rows[0]] is not None and keyer is not None:
-                keyer.mask = np.stack([masks[r] for r in rows])
+            group_masks = [m for m in (masks[r] for r in rows) if m is not None]
+            if group_masks and keyer is not None:
+                keyer.mask = np.stack(group_masks)
             out[rows] = op.apply(frames[rows])
         return out
 

@@ -6,6 +6,7 @@ No family is built at import time: test_envs_core parametrises over the register
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_levels_are_ordered_by_distance_from_the_source(family: str, suite: str)
         distance.append(float(np.mean(changes)))
     env.close()
     assert distance[0] == 0.0
-    assert all(a < b for a, b in zip(distance, distance[1:])), dict(zip(LEVELS, distance))
+    assert all(a < b for a, b in itertools.pairwise(distance)), dict(zip(LEVELS, distance))
 
 
 def test_colour_op_is_vectorised_over_a_batch() -> None:
@@ -230,7 +231,9 @@ def test_envs_without_rgb_frames_or_discrete_actions_are_refused() -> None:
 
 @pytest.mark.parametrize("base", ["SeekAvoid", "MiniWorld-OneRoom-v0"])
 def test_background_on_an_env_that_cannot_key_it_is_refused(base: str) -> None:
-    with pytest.raises(ConfigError, match=rf"{base} cannot key its background.*CartPole-v1.*colour, distractors"):
+    with pytest.raises(
+        ConfigError, match=rf"{base} cannot key its background.*CartPole-v1.*colour, distractors"
+    ):
         E.get_family(f"{base}@background")
     assert f"{base}@background" not in E.FAMILIES
 
@@ -255,7 +258,9 @@ def test_ground_truth_is_deterministic_and_honours_factors() -> None:
     assert set(gt.factor_names) == {"hue", "saturation", "brightness", "contrast", "mix", "tint"}
     factors = gt.sample_factors(6, np.random.default_rng(0))
     a = gt.sample_observations_from_factors(factors, np.random.default_rng(1))
-    assert a.shape == (6, 32, 32, 3) and np.array_equal(a, gt.sample_observations_from_factors(factors, np.random.default_rng(1)))
+    assert a.shape == (6, 32, 32, 3) and np.array_equal(
+        a, gt.sample_observations_from_factors(factors, np.random.default_rng(1))
+    )
     for name in ("hue", "tint", "brightness"):
         k = gt.factor_names.index(name)
         changed = factors.copy()
@@ -265,7 +270,9 @@ def test_ground_truth_is_deterministic_and_honours_factors() -> None:
     env = fam.make("severe", seed=0, size=32).unwrapped
     env.reset(seed=0)
     row = gt.label(env)
-    assert [gt.values(n)[i] for n, i in zip(gt.factor_names, row)] == [getattr(env.domain, n) for n in gt.factor_names]
+    assert [gt.values(n)[i] for n, i in zip(gt.factor_names, row)] == [
+        getattr(env.domain, n) for n in gt.factor_names
+    ]
     rows = gt.sample_factors_in_domain("strong", 3, np.random.default_rng(0))
     assert all(gt.spec_for(r).hue == fam.domains["strong"].hue for r in rows)
     with pytest.raises(ConfigError, match="shape"):
@@ -279,7 +286,10 @@ def test_distractor_ground_truth_counts_shapes_over_a_darla_base() -> None:
     rows = np.array([[0, 0, 0], [gt.values("count").index(6), gt.values("radius").index(0.16), 0]])
     clean, crowded = gt.sample_observations_from_factors(rows, np.random.default_rng(0))
     # count 6, radius 0.16: at least a quarter of the frame is saturated shapes
-    assert np.mean(np.ptp(crowded.astype(int), axis=-1) > 150) > np.mean(np.ptp(clean.astype(int), axis=-1) > 150) + 0.2
+    assert (
+        np.mean(np.ptp(crowded.astype(int), axis=-1) > 150)
+        > np.mean(np.ptp(clean.astype(int), axis=-1) > 150) + 0.2
+    )
     gt.close()
 
 
@@ -293,8 +303,12 @@ def test_collect_frames_from_a_shifted_gym_env(tmp_path: Path) -> None:
 
 def test_a_worker_that_only_knows_the_name_rebuilds_the_family(tmp_path: Path) -> None:
     kwargs = {"seed": 0, "size": 32, "policy": "mixed"}
-    one = E.collect_frames("CartPole-v1@distractors", ["source"], 60, workers=1, cache_dir=tmp_path / "a", **kwargs)
-    two = E.collect_frames("CartPole-v1@distractors", ["source"], 60, workers=2, cache_dir=tmp_path / "b", **kwargs)
+    one = E.collect_frames(
+        "CartPole-v1@distractors", ["source"], 60, workers=1, cache_dir=tmp_path / "a", **kwargs
+    )
+    two = E.collect_frames(
+        "CartPole-v1@distractors", ["source"], 60, workers=2, cache_dir=tmp_path / "b", **kwargs
+    )
     assert two.meta["workers"] == 2 and np.array_equal(one.frames, two.frames)
 
 
