@@ -198,8 +198,13 @@ def _domains(base: ShiftBase, suite: Suite) -> tuple[dict[str, ShiftSpec], dict[
     return out, splits  # fmt: skip
 
 
+def background_keyable(base: ShiftBase) -> bool:
+    """Whether the base's background can be found in its frames (a known colour or an env mask)."""
+    return base.key_colour is not None or base.has_mask
+
+
 def _check_background(base: ShiftBase, suite: Suite) -> None:
-    if suite.needs_background and base.key_colour is None and not base.has_mask:
+    if suite.needs_background and not background_keyable(base):
         known = ", ".join(sorted(BACKGROUND_COLOURS))
         raise ConfigError(
             f"{base.name} cannot key its background, so the {suite.name!r} suite cannot draw behind it: "
