@@ -1,15 +1,15 @@
 """`darla bench shift`: what a pixel shift costs per env step.
 
-For each base env and suite, paired rounds time the unwrapped pipeline right before the shifted
-env, with the same action sequence, so load from other processes hits both sides of each ratio:
+For each base env and suite, the unwrapped pipeline and the shifted env take the same actions in
+turn, step by step, so a load change on a shared machine hits both sides of each ratio alike:
 - unwrapped: the base env producing the same unshifted frames at the same size (a darla family
   renders at that size; a Gymnasium base steps, renders and box-resizes to it);
 - wrapped: the shifted family's env at `level` (default the strongest, `extreme`).
 Per pair, `ratio` = median over rounds of wrapped / unwrapped steps/s; the headline `ratio` is the
-worst pair's (target >= 0.9), `ratio_median` the median pair's.
-`cpu_ratio` is the same per CPU second of this process (steadier when other processes share the
-cores). For render bases `native_ratio` compares against the bare step + render at the native size
-(what resizing costs on top), and `batch_frames_per_s` times each suite's op alone on a batch.
+worst pair's (target >= 0.9), `ratio_median` the median pair's. `shift_us_per_frame` times the
+shift alone on one frame; `op_ratio` = unwrapped step time / (that + the shift's): the same ratio
+from two low-noise timings. For render bases `native_ratio` compares against the bare step +
+render at the native size (what resizing costs on top); `batch_frames_per_s` times the op on a batch.
 """
 
 from __future__ import annotations
@@ -40,11 +40,10 @@ class BenchShiftConfig:
     """Level timed (extreme: the most shapes, the strongest texture)."""
     size: int = 64
     """Frame size."""
-    steps: int = 200
-    """Steps per measurement (random actions, resets included)."""
-    repeats: int = 7
-    """Rounds; each times the unwrapped env right before the shifted one (short rounds, many of
-    them: a load change on a shared machine then spoils few pairs, and the median drops them)."""
+    steps: int = 300
+    """Steps per round (random actions, resets included)."""
+    repeats: int = 5
+    """Rounds (ratios are medians over rounds)."""
     batch: int = 256
     """Frames per batch when timing an op alone."""
     seed: int = 0
@@ -80,17 +79,23 @@ class _Unwrapped:
         return tuple(out)
 
 
-def _steps_per_second(env: Any, steps: int, seed: int) -> tuple[float, float]:
-    """(steps per wall-clock second, steps per CPU second of this process)."""
+def _interleaved(envs: list[Any], steps: int, seed: int) -> list[float]:
+    """Steps/s of each env, stepped in turn with the same actions (resets included): a load change
+    on a shared machine hits all of them alike, which back-to-back blocks could not promise."""
     rng = np.random.default_rng(seed)
-    actions = rng.integers(int(env.action_space.n), size=steps)
-    env.reset(seed=seed)
-    t0, c0 = time.perf_counter(), time.process_time()
+    actions = rng.integers(min(int(e.action_space.n) for e in envs), size=steps).tolist()
+    for env in envs:
+        env.reset(seed=seed)
+    spent = [0.0] * len(envs)
+    clock = time.perf_counter
     for a in actions:
-        _, _, terminated, truncated, _ = env.step(int(a))
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - t0), steps / max(time.process_time() - c0, 1e-9)
+        for i, env in enumerate(envs):
+            t0 = clock()
+            _, _, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                env.reset()
+            spent[i] += clock() - t0
+    return [steps / max(t, 1e-9) for t in spent]
 
 
 def _unwrapped(family: Any, base_domain: str, size: int, native: bool) -> _Unwrapped:
@@ -116,16 +121,24 @@ def _unwrapped(family: Any, base_domain: str, size: int, native: bool) -> _Unwra
     return _Unwrapped(env, True, None if native else size)
 
 
-def _batch_rate(spec: Any, env: Any, batch: int, size: int, seed: int) -> float:
-    rng = np.random.default_rng(seed)
-    frames = np.stack([env.random_base_frame(rng, spec.base_domain, 5)[0] for _ in range(min(batch, 32))])
-    frames = np.resize(frames, (batch, *frames.shape[1:]))
-    op = spec.make_op(size, env.keyer)
-    op.reset(rng, batch)
+def _op_costs(spec: Any, env: Any, cfg: BenchShiftConfig) -> tuple[float, float]:
+    """(microseconds per frame of the shift alone at batch 1, frames/s at batch `cfg.batch`)."""
+    rng = np.random.default_rng(cfg.seed)
+    frames = np.stack([env.random_base_frame(rng, spec.base_domain, 5)[0] for _ in range(min(cfg.batch, 32))])
+    op = spec.make_op(cfg.size, env.keyer)
+    op.reset(rng, 1)
+    single = frames[:1]
+    blocks = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(100):
+            op.apply(single)
+        blocks.append((time.perf_counter() - t0) / 100)
+    batch = np.resize(frames, (cfg.batch, *frames.shape[1:]))
+    op.reset(rng, cfg.batch)
     t0 = time.perf_counter()
-    op.apply(frames)
-    op.apply(frames)
-    return 2 * batch / (time.perf_counter() - t0)
+    op.apply(batch)
+    return 1e6 * float(np.median(blocks)), cfg.batch / (time.perf_counter() - t0)
 
 
 def _bench_one(name: str, cfg: BenchShiftConfig) -> dict[str, Any]:
@@ -138,27 +151,22 @@ def _bench_one(name: str, cfg: BenchShiftConfig) -> dict[str, Any]:
     wrapped = family.make(domain, seed=cfg.seed, size=cfg.size)
     base = _unwrapped(family, spec.base_domain, cfg.size, native=False)
     native = _unwrapped(family, spec.base_domain, cfg.size, native=True) if base.render else None
-    ratios, cpu_ratios, native_ratios, ours, theirs = [], [], [], [], []
-    for r in range(cfg.repeats):
-        seed = cfg.seed + r
-        unwrapped_rate, unwrapped_cpu = _steps_per_second(base, cfg.steps, seed)
-        wrapped_rate, wrapped_cpu = _steps_per_second(wrapped, cfg.steps, seed)
-        ratios.append(wrapped_rate / unwrapped_rate)
-        cpu_ratios.append(wrapped_cpu / unwrapped_cpu)
-        ours.append(wrapped_rate)
-        theirs.append(unwrapped_rate)
-        if native is not None:
-            native_ratios.append(wrapped_rate / _steps_per_second(native, cfg.steps, seed)[0])
+    envs = [base, wrapped, *([native] if native is not None else [])]
+    rates = np.array([_interleaved(envs, cfg.steps, cfg.seed + r) for r in range(cfg.repeats)])
+    op_us, batch_rate = _op_costs(spec, wrapped.unwrapped, cfg)
+    unwrapped_us = 1e6 / float(np.median(rates[:, 0]))
     result: dict[str, Any] = {
         "domain": domain,
-        "unwrapped_steps_per_s": round(float(np.median(theirs)), 1),
-        "wrapped_steps_per_s": round(float(np.median(ours)), 1),
-        "ratio": round(float(np.median(ratios)), 3),
-        "cpu_ratio": round(float(np.median(cpu_ratios)), 3),
-        "batch_frames_per_s": round(_batch_rate(spec, wrapped.unwrapped, cfg.batch, cfg.size, cfg.seed), 1),
-    }  # fmt: skip
-    if native_ratios:
-        result["native_ratio"] = round(float(np.median(native_ratios)), 3)
+        "unwrapped_steps_per_s": round(float(np.median(rates[:, 0])), 1),
+        "wrapped_steps_per_s": round(float(np.median(rates[:, 1])), 1),
+        "ratio": round(float(np.median(rates[:, 1] / rates[:, 0])), 3),
+        "shift_us_per_frame": round(op_us, 1),
+        "unwrapped_us_per_step": round(unwrapped_us, 1),
+        "op_ratio": round(unwrapped_us / (unwrapped_us + op_us), 3),
+        "batch_frames_per_s": round(batch_rate, 1),
+    }
+    if native is not None:
+        result["native_ratio"] = round(float(np.median(rates[:, 1] / rates[:, 2])), 3)
     for env in (wrapped, base.env, *([native.env] if native is not None else [])):
         env.close()
     return result
@@ -185,7 +193,7 @@ def run_bench_shift(cfg: BenchShiftConfig) -> dict[str, Any]:
             results[name] = _bench_one(name, cfg)
             logger.info("%s: ratio %.2f (%s)", name, results[name]["ratio"], results[name])
     ratios = [v["ratio"] for v in results.values()]
-    cpu = [v["cpu_ratio"] for v in results.values()]
+    op_ratios = [v["op_ratio"] for v in results.values()]
     return {
         "size": cfg.size,
         "level": cfg.level,
@@ -195,7 +203,7 @@ def run_bench_shift(cfg: BenchShiftConfig) -> dict[str, Any]:
         "skipped": skipped,
         "ratio": round(float(min(ratios)), 3) if ratios else None,
         "ratio_median": round(float(np.median(ratios)), 3) if ratios else None,
-        "cpu_ratio": round(float(min(cpu)), 3) if cpu else None,
+        "op_ratio": round(float(min(op_ratios)), 3) if op_ratios else None,
         "host": host_info(),
     }
 

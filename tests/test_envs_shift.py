@@ -334,6 +334,7 @@ def test_cli_bench_shift_reports_ratios(capsys: pytest.CaptureFixture[str]) -> N
     assert set(result["results"]) == {"CartPole-v1@colour", "CartPole-v1@background", "SeekAvoid@colour"}
     assert "SeekAvoid@background" in result["skipped"] and result["ratio"] > 0
     assert result["results"]["CartPole-v1@colour"]["native_ratio"] > 0
+    assert result["results"]["CartPole-v1@colour"]["shift_us_per_frame"] > 0 and result["op_ratio"] > 0
 
 
 def test_act_and_transfer_on_a_shifted_gym_env(tmp_path: Path) -> None:
