@@ -203,6 +203,18 @@ def test_background_from_an_env_mask_changes_only_the_background() -> None:
     assert np.abs(clean[:6].astype(int) - shifted[:6]).mean() > 20
 
 
+def test_background_keyed_by_colour_leaves_what_the_env_draws() -> None:
+    """CartPole draws on white: the texture replaces the white, never the cart (black)."""
+    fam = E.get_family("CartPole-v1@background")
+    clean = fam.make("clean", seed=0, size=48).reset(seed=2)[0].astype(int)
+    shifted = fam.make("extreme", seed=0, size=48).reset(seed=2)[0].astype(int)
+    cart = clean.max(axis=-1) < 30
+    white = clean.min(axis=-1) > 250
+    assert cart.sum() > 5 and white.mean() > 0.8
+    assert np.array_equal(clean[cart], shifted[cart])
+    assert np.abs(clean[white] - shifted[white]).mean() > 40
+
+
 # ---------------------------------------------------------------------------- errors
 def test_unknown_suites_levels_and_envs_list_the_valid_ones() -> None:
     with pytest.raises(UnknownNameError, match=r"did you mean 'colour'.*background, colour, distractors"):
@@ -293,8 +305,9 @@ def test_distractor_ground_truth_counts_shapes_over_a_darla_base() -> None:
     gt.close()
 
 
-def test_collect_frames_from_a_shifted_gym_env(tmp_path: Path) -> None:
-    ds = E.collect_frames("CartPole-v1@colour", "source", 64, seed=0, size=32, workers=1, cache_dir=tmp_path)
+def test_collect_frames_from_a_shifted_gym_env() -> None:
+    # the call as a user writes it (conftest points the default cache at a temporary folder)
+    ds = E.collect_frames("CartPole-v1@colour", "source", 64, seed=0, size=32, workers=1)
     assert len(ds) == 64 and ds.frames.shape == (64, 32, 32, 3)
     assert ds.domain_names == LEVEL_SPLITS["source"] and (ds.factors >= 0).all()
     means = [ds.frames[ds.domain_ids == d].reshape(-1, 3).mean(axis=0) for d in range(3)]
