@@ -46,8 +46,10 @@ class ShiftEnv(gymnasium.Env):
             raise ConfigError(f"size must be an integer >= 8, got {size!r}")
         if render_mode is not None:
             check_choice("render mode", render_mode, self.metadata["render_modes"])
-        self.info: ShiftInfo = shift_info(family)
-        self.family_name = self.info.name
+        info: ShiftInfo = shift_info(family)
+        self.family_name = info.name
+        self.base_info = info.base
+        """What the family is built on (a darla family or a Gymnasium id, where frames come from)."""
         self.size = int(size)
         self.render_mode = render_mode
         self.domain = self._resolve(domain)
@@ -55,11 +57,11 @@ class ShiftEnv(gymnasium.Env):
         self.base_env: Any = self.base.unwrapped
         action_space = self.base.action_space
         if not isinstance(action_space, spaces.Discrete):
-            raise ConfigError(f"{self.info.base.name}: shifted families take Discrete actions only")
+            raise ConfigError(f"{self.base_info.name}: shifted families take Discrete actions only")
         self.action_space = action_space
         self._n_actions = int(action_space.n)
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), dtype=np.uint8)
-        base = self.info.base
+        base = self.base_info
         self.keyer: Keyer | None = None
         if base.has_mask:
             self.keyer = MaskKey()
@@ -76,7 +78,7 @@ class ShiftEnv(gymnasium.Env):
 
         family = get_family(self.family_name)
         spec: ShiftSpec = family.domain(family.splits["source"][0] if domain is None else domain)
-        bases = self.info.base.domains
+        bases = self.base_info.domains
         if spec.base_domain not in bases:
             valid = [repr(b) for b in bases]
             raise ConfigError(
@@ -86,7 +88,7 @@ class ShiftEnv(gymnasium.Env):
         return spec
 
     def _make_base(self, max_episode_steps: int | None, seed: int | None, params: dict[str, Any]) -> Any:
-        base = self.info.base
+        base = self.base_info
         if base.family is not None:
             return base.family.make(
                 self.domain.base_domain,
@@ -119,11 +121,11 @@ class ShiftEnv(gymnasium.Env):
     def _base_frame(self, obs: Any) -> np.ndarray:
         """The unshifted frame of the base's current state, (size, size, 3) uint8; sets the
         keyer's mask when the base exposes one."""
-        kind = self.info.base.frames
+        kind = self.base_info.frames
         if kind == "render":
             frame = self.base.render()
             if frame is None:
-                raise ConfigError(f"{self.info.base.name}: render() returned no frame")
+                raise ConfigError(f"{self.base_info.name}: render() returned no frame")
         else:
             frame = obs
         frame = resize_frame(np.asarray(frame, dtype=np.uint8), self.size)
@@ -140,7 +142,7 @@ class ShiftEnv(gymnasium.Env):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """An unshifted frame of a random base state (a seeded reset, then up to `max_steps` random
         actions), and its background mask if the base exposes one: ground truth's nuisance."""
-        options = {"domain": base_domain} if self.info.base.family is not None else None
+        options = {"domain": base_domain} if self.base_info.family is not None else None
         obs, _ = self.base.reset(seed=int(rng.integers(2**31 - 1)), options=options)
         for _ in range(int(rng.integers(0, max_steps + 1))):
             obs, _, terminated, truncated, _ = self.base.step(int(rng.integers(self._n_actions)))
@@ -160,7 +162,7 @@ class ShiftEnv(gymnasium.Env):
         super().reset(seed=seed)
         if options and "domain" in options:
             self.domain = self._resolve(options["domain"])
-        base_options = {"domain": self.domain.base_domain} if self.info.base.family is not None else None
+        base_options = {"domain": self.domain.base_domain} if self.base_info.family is not None else None
         obs, info = self.base.reset(seed=seed, options=base_options)
         self._op().reset(self.np_random, 1)
         return self._shift(self._base_frame(obs)), {**info, "domain": self.domain.name}
