@@ -92,6 +92,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "env"): ("darla.pipelines.bench.env:COMMAND", "benchmark env steps/s and frame collection"),
     ("bench", "see"): ("darla.pipelines.bench.see:COMMAND", "benchmark vision training and encoding"),
     ("bench", "act"): ("darla.pipelines.bench.act:COMMAND", "benchmark PPO on frozen features vs pixels"),
+    ("bench", "shift"): (
+        "darla.pipelines.bench.shift:COMMAND",
+        "benchmark pixel shift suites: wrapped / unwrapped env steps/s",
+    ),
     ("scan", "train"): (
         "darla.pipelines.scan:TRAIN",
         "SCAN: ground env-factor symbols in a frozen vision model",

@@ -26,7 +26,8 @@ class EnvsListConfig:
 
 
 def run_list(cfg: EnvsListConfig) -> dict[str, Any]:
-    from darla.envs import FAMILIES, get_family
+    from darla.envs import FAMILIES, SUITES, get_family
+    from darla.envs.shift import LEVEL_SPLITS
 
     names = FAMILIES.names() if cfg.env is None else [get_family(cfg.env).name]
     envs = {}
@@ -36,7 +37,8 @@ def run_list(cfg: EnvsListConfig) -> dict[str, Any]:
             "id": fam.gym_id,
             **{split: list(fam.splits[split]) for split in ("source", "target", "ood")},
         }
-    return {"envs": envs}
+    suites = {name: {"description": suite.description, **LEVEL_SPLITS} for name, suite in SUITES.items()}
+    return {"envs": envs, "shift_suites": suites}
 
 
 def render_list(result: dict[str, Any]) -> str:
@@ -52,6 +54,16 @@ def render_list(result: dict[str, Any]) -> str:
                 spec = fam.domains[domain]
                 lines.append(f"  {domain:<26} {split:<7} {spec.difficulty:<5} {spec.description}")
         lines.append("")
+    suites = result.get("shift_suites") or {}
+    if suites:
+        lines.append("Shift suites: any family or Gymnasium id with RGB frames as <env>@<suite>")
+        lines.append(
+            "(e.g. SeekAvoid@colour, CartPole-v1@distractors; `darla envs show <env> --shift <suite>`)"
+        )
+        for name, entry in suites.items():
+            levels = "; ".join(f"{split}: {', '.join(entry[split])}" for split in ("source", "target", "ood"))
+            lines.append(f"  {name:<12} {entry['description']}")
+            lines.append(f"  {'':<12} levels {levels}")
     return "\n".join(lines).rstrip()
 
 
@@ -69,7 +81,9 @@ class EnvsShowConfig:
     """Render a grid of frames, one row per domain, for a person to look at."""
 
     env: str
-    """Env family (e.g. SeekAvoid) or its gym id."""
+    """Env family (e.g. SeekAvoid) or its gym id; any Gymnasium id with --shift."""
+    shift: str | None = None
+    """Shift suite to show the env through (colour, distractors, background): family <env>@<suite>."""
     domain: tuple[str, ...] = ()
     """Domains to show, one row each; split names (source, target, ood) expand (default: all)."""
     out: Path = Path("grid.png")
@@ -90,11 +104,16 @@ class EnvsShowConfig:
             )
 
 
+def family_name(cfg: EnvsShowConfig) -> str:
+    """The family shown: `env`, or `env@shift` with --shift."""
+    return cfg.env if cfg.shift is None else f"{cfg.env}@{cfg.shift}"
+
+
 def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
     """(domain names, frames (rows, frames, H, W, 3)): the same episodes in every domain."""
     from darla.envs import get_family
 
-    fam = get_family(cfg.env)
+    fam = get_family(family_name(cfg))
     names = list(fam.resolve_domains(list(cfg.domain) if cfg.domain else ["all"]))
     env = fam.make(names[0], seed=cfg.seed, size=cfg.size).unwrapped
     grid = np.zeros((len(names), cfg.frames, cfg.size, cfg.size, 3), dtype=np.uint8)
@@ -106,7 +125,9 @@ def domain_rows(cfg: EnvsShowConfig) -> tuple[list[str], np.ndarray]:
                 policy, rng = fam.show_policy(), np.random.default_rng(episode_seed)
                 policy.reset(env, rng)
                 for _ in range(3 * c):
-                    obs, *_ = env.step(policy.act(env, rng))
+                    obs, _, terminated, truncated, _ = env.step(policy.act(env, rng))
+                    if terminated or truncated:  # short episodes (CartPole): show the last frame
+                        break
                 grid[r, c] = obs
     finally:
         env.close()
@@ -118,7 +139,7 @@ def run_show(cfg: EnvsShowConfig) -> dict[str, Any]:
 
     from darla.envs import get_family
 
-    fam = get_family(cfg.env)
+    fam = get_family(family_name(cfg))
     names, grid = domain_rows(cfg)
     cell = cfg.size * cfg.scale
     label_w, pad = 210, 2
@@ -130,7 +151,8 @@ def run_show(cfg: EnvsShowConfig) -> dict[str, Any]:
         y = r * (cell + pad)
         spec = fam.domains.get(name)
         split = fam.split_of(name) if spec is not None else "custom"
-        level = spec.difficulty if spec is not None else "?"
+        # a shift domain's `level` orders every level (sources too); a room's difficulty does
+        level = getattr(spec, "level", spec.difficulty) if spec is not None else "?"
         draw.text((4, y + cell // 2 - 12), f"{name}\n{split}, level {level}", fill=(0, 0, 0))
         for c in range(cfg.frames):
             tile = Image.fromarray(grid[r, c]).resize((cell, cell), Image.Resampling.NEAREST)

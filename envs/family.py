@@ -155,8 +155,14 @@ FAMILIES: Registry[EnvFamily] = Registry(
 
 
 def get_family(name: str) -> EnvFamily:
-    """The family called `name`; accepts the gym id too ("darla/SeekAvoid-v0")."""
+    """The family called `name`; accepts the gym id too ("darla/SeekAvoid-v0"). A shifted family
+    `<base>@<suite>` ("CartPole-v1@colour", "SeekAvoid@distractors") is built and registered on
+    first use, so a worker process that only knows the name rebuilds it."""
     for family_name, family in FAMILIES.items():
         if name == family.gym_id:
             return FAMILIES.get(family_name)
+    if isinstance(name, str) and "@" in name and name not in FAMILIES:
+        from darla.envs.shift_family import shift_family
+
+        return shift_family(name)
     return FAMILIES.get(name)

@@ -26,7 +26,7 @@ import numpy as np
 from darla.artifacts import SeeArtifact, StageDir, atomic_save_figure, atomic_write_json, file_hash
 from darla.cli import Command
 from darla.config import to_dict
-from darla.errors import ArtifactError, ConfigError
+from darla.errors import ArtifactError, ConfigError, UnknownNameError
 from darla.log import progress
 from darla.registry import unknown_name_message
 from darla.runtime import setup_torch
@@ -145,12 +145,13 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
     if not see_dir.exists():
         raise ArtifactError(f"model not found: {cfg.see}")
     env = resolve_dataset_name("auto", cfg.see)
-    if env not in darla.envs.FAMILIES.names():
+    try:  # get_family, not a FAMILIES lookup: a shifted family (X@colour) is built on first use
+        family = darla.envs.get_family(env)
+    except UnknownNameError:
         raise ConfigError(
             f"{cfg.see} was trained on {env!r}, which has no domains to compare; "
             f"probe a model trained on an env family: {', '.join(darla.envs.FAMILIES.names())}"
-        )
-    family = darla.envs.get_family(env)
+        ) from None
     model = load(cfg.see, device=cfg.device)
     gt = family.ground_truth(int(model.image_shape[0]))
     if not hasattr(gt, "sample_factors_in_domain"):
