@@ -143,9 +143,10 @@ def check_family(name: str, family: Any) -> None:
 
 
 def register_with_gymnasium(name: str, family: EnvFamily) -> None:
-    """`gymnasium.make(family.gym_id, domain=...)` works for every registered family."""
+    """`gymnasium.make(family.gym_id, domain=...)` works for every registered family (with the
+    family's `env_defaults` as the env's default keyword arguments)."""
     if family.gym_id not in gymnasium.registry:
-        gymnasium.register(id=family.gym_id, entry_point=family.entry_point)
+        gymnasium.register(id=family.gym_id, entry_point=family.entry_point, kwargs=dict(family.env_defaults))
 
 
 FAMILIES: Registry[EnvFamily] = Registry(

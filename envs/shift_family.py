@@ -282,9 +282,7 @@ def shift_family(name: str) -> EnvFamily:
         show_policy=show,
     )  # fmt: skip
     SHIFTED[canonical] = ShiftInfo(canonical, base, suite)
-    FAMILIES.register(canonical, family)
-    if family.gym_id not in gymnasium.registry:
-        gymnasium.register(id=family.gym_id, entry_point=family.entry_point, kwargs={"family": canonical})
+    FAMILIES.register(canonical, family)  # and with gymnasium, under family.gym_id
     return family
 
 
