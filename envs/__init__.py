@@ -23,7 +23,7 @@ pyglet.options["debug_gl"] = os.environ.get("DARLA_DEBUG_GL", "").lower() in ("1
 
 import gymnasium  # noqa: E402
 
-from darla.envs import fetch_object, seek_avoid  # noqa: E402
+from darla.envs import car_racing, fetch_object, seek_avoid  # noqa: E402
 from darla.envs.domains import SPLITS, DomainSpec, ObjectSpec  # noqa: E402
 from darla.envs.family import FAMILIES, EnvFamily, get_family  # noqa: E402
 from darla.envs.frames import FrameDataset, collect_frames  # noqa: E402
@@ -42,6 +42,7 @@ __all__ = [
     "FrameDataset",
     "GroundTruth",
     "ObjectSpec",
+    "car_racing",
     "collect_frames",
     "fetch_object",
     "get_family",
