@@ -33,13 +33,16 @@ from darla.runtime import setup_torch
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_FACTORS = ("good_bearing", "bad_bearing")
+
+
 @dataclass
 class ProbeConfig:
     """Linear probes of ground-truth factors from a frozen model's features, per domain."""
 
     see: Path
     """A see folder (or its model.pt) trained on an env family."""
-    factors: tuple[str, ...] = ("good_bearing", "bad_bearing")
+    factors: tuple[str, ...] = DEFAULT_FACTORS
     """Ground-truth factors to probe (SeekAvoid: the good and bad objects' bearing bins)."""
     frames: int = 400
     """Frames rendered per domain (the source frames are split 75/25 into fit and held out)."""
@@ -74,10 +77,12 @@ def source_domains(see_dir: Path, family: Any) -> tuple[str, ...]:
     return seen or family.domain_names("source")
 
 
-def can_probe(family: Any) -> bool:
-    """Whether the family's ground truth renders poses in a chosen domain (what the probe needs);
-    `darla run` skips the probe stage for a family that cannot."""
-    return hasattr(family.ground_truth(), "sample_factors_in_domain")
+def can_probe(family: Any, factors: tuple[str, ...] = DEFAULT_FACTORS) -> bool:
+    """Whether the family's ground truth renders poses in a chosen domain (what the probe needs)
+    and has `factors` (by default the room families' object bearings, which CarRacing lacks: `darla
+    run` skips its probe stage; `darla probe --factors offset heading` probes it)."""
+    gt = family.ground_truth()
+    return hasattr(gt, "sample_factors_in_domain") and set(factors) <= set(gt.factor_names)
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray) -> Any:
@@ -145,7 +150,7 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
             f"probe a model trained on an env family: {', '.join(darla.envs.FAMILIES.names())}"
         )
     family = darla.envs.get_family(env)
-    if not can_probe(family):
+    if not hasattr(family.ground_truth(), "sample_factors_in_domain"):
         raise ConfigError(f"{env}'s ground truth cannot render a chosen domain; nothing to probe")
     model = load(cfg.see, device=cfg.device)
     gt = family.ground_truth(int(model.image_shape[0]))
