@@ -40,6 +40,8 @@ ACTION_NAMES = ("noop", "right", "left", "gas", "brake")
 """gymnasium's discrete CarRacing actions: steer -/+0.6, gas 0.2, brake 0.8 (one at a time)."""
 FRAMES_PER_EPISODE = 1000
 """CarRacing-v3's time limit in simulator frames (250 agent steps at frame skip 4)."""
+ROAD_HALF_WIDTH = TRACK_WIDTH
+"""Half the road's width in world units (gymnasium's TRACK_WIDTH)."""
 
 
 def _check_color(where: str, value: tuple[float, ...]) -> None:
@@ -174,7 +176,8 @@ class CarRacingEnv(gym.Env):
     """CarRacing with named colour domains, frame skip and the cropped 64x64 view (uint8 HxWx3)."""
 
     family_name: ClassVar[str] = "CarRacing"
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012 (gymnasium's attribute)
+    # one frame per agent step: gymnasium's 50 simulator frames/s over the default frame skip of 4
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}  # noqa: RUF012 (gymnasium's attribute)
 
     def __init__(
         self,
@@ -352,9 +355,6 @@ def _make_family() -> EnvFamily:
         show_policy=show_drive,
     )
 
-
-ROAD_HALF_WIDTH = TRACK_WIDTH
-"""Half the road's width in world units (gymnasium's TRACK_WIDTH)."""
 
 FAMILY = _make_family()
 FAMILIES.register(FAMILY.name, FAMILY)
