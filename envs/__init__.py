@@ -23,7 +23,7 @@ pyglet.options["debug_gl"] = os.environ.get("DARLA_DEBUG_GL", "").lower() in ("1
 
 import gymnasium  # noqa: E402
 
-from darla.envs import fetch_object, seek_avoid  # noqa: E402
+from darla.envs import fetch_object, reaching, seek_avoid  # noqa: E402
 from darla.envs.domains import SPLITS, DomainSpec, ObjectSpec  # noqa: E402
 from darla.envs.family import FAMILIES, EnvFamily, get_family  # noqa: E402
 from darla.envs.frames import FrameDataset, collect_frames  # noqa: E402
@@ -46,5 +46,6 @@ __all__ = [
     "fetch_object",
     "get_family",
     "make_vec_env",
+    "reaching",
     "seek_avoid",
 ]
