@@ -2,10 +2,15 @@
 
 A planar arm on a table, seen at 64x64 by a fixed camera behind and above it, moves its
 fingertip to a ball placed at random on the table. Reward per step (dense, like Gymnasium's
-Reacher): `-distance / reach + reach_bonus` while the fingertip is within `reach_radius` of the
-ball; episodes last 50 steps and never end early. Actions are a small discrete set of joint
-torques (`ACTION_SETS`): `axes` (default; no-op, +-shoulder, +-elbow) or `grid` (both joints at
-once, 9 actions). The joints are damped so that a torque sets a joint speed: one frame holds the
+Reacher), with D = fingertip-ball distance / the arm's reach:
+`-distance_weight * D + reach_bonus * [within reach_radius] + progress_weight * (D_before - D)`.
+The last term is shaping by a potential (-D; Ng et al. 1999, with gamma ~ 1 it leaves the best
+policy as it is): it credits each action with what it did to the distance at once. Without it,
+PPO on pixels stayed at the random policy's return for 40k steps (its policy collapsed to one
+action); `progress_weight=0` gives Reacher's reward. Episodes last 50 steps, never end early.
+
+Actions are a small discrete set of joint torques (`ACTION_SETS`): `axes` (default; no-op,
++-shoulder, +-elbow) or `grid` (both joints at once, 9 actions). The joints are damped so that a torque sets a joint speed: one frame holds the
 whole state, as a pixel agent without frame stacking needs.
 
 Domains (reaching_domains.py) change table, floor, arm and target colours, the light, the sky
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium
@@ -26,19 +32,35 @@ from gymnasium import spaces
 from darla.envs.family import FAMILIES, EnvFamily
 from darla.envs.reaching_domains import DOMAINS, SPLITS, ReachDomain
 from darla.envs.reaching_gl import prefer_headless
-from darla.envs.reaching_model import ELBOW_LIMIT, REACH, TIMESTEP, ReachScene, place_distractors
+from darla.envs.reaching_model import ELBOW_RANGE, REACH, TIMESTEP, ReachScene, place_distractors
 from darla.envs.reaching_policies import POLICIES, show_reach
 from darla.errors import ConfigError
 from darla.registry import check_choice
 
 prefer_headless()  # before anyone imports mujoco (it reads MUJOCO_GL once, at import)
 
-ACTION_SETS: dict[str, tuple[tuple[int, int], ...]] = {
-    "axes": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
-    "grid": tuple((s, e) for s in (-1, 0, 1) for e in (-1, 0, 1)),
+
+@dataclass(frozen=True)
+class ActionSet:
+    """Discrete actions as unit commands: torque signs (shoulder, elbow), or, `cartesian`, the
+    direction the fingertip should move on the table (x right, y away from the camera)."""
+
+    vectors: tuple[tuple[int, int], ...]
+    cartesian: bool = False
+    effort: float = 1.0
+    """Fraction of the full torque a joint-torque action applies (0.5: 3 rad/s, 0.15 rad a step)."""
+
+
+ACTION_SETS: dict[str, ActionSet] = {
+    "cartesian": ActionSet(((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)), cartesian=True),
+    "axes": ActionSet(((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)), effort=0.5),
+    "grid": ActionSet(tuple((s, e) for s in (-1, 0, 1) for e in (-1, 0, 1)), effort=0.5),
 }
-"""Discrete actions as torque signs (shoulder, elbow). `axes` moves one joint at a time: the
-fewest actions that reach every pose and hold still (no-op); `grid` moves both joints at once."""
+"""`cartesian` (default): no-op, fingertip right / left / away / towards the camera, turned into
+joint torques through the arm's Jacobian: the action that helps is read off the frame as "where is
+the ball from the fingertip". `axes`: no-op, +-shoulder, +-elbow torque (one joint at a time);
+`grid`: both joints at once (9). With joint torques PPO on pixels settled on one constant action
+within 60k steps; see docs/reaching.md."""
 
 TARGET_RADII = (0.08, 0.26)
 """The target is drawn uniformly over this ring (m from the shoulder), inside the arm's reach."""
@@ -58,12 +80,14 @@ class ReachingEnv(gymnasium.Env):
         domain: str | ReachDomain | Mapping[str, Any] | None = None,
         size: int = 64,
         max_episode_steps: int | None = None,
-        actions: str = "axes",
+        actions: str = "cartesian",
+        fingertip_speed: float = 0.6,
         frame_skip: int = 5,
-        torque: float = 6.0,
+        torque: float = 12.0,
         reach_radius: float = 0.04,
         reach_bonus: float = 1.0,
-        distance_weight: float = 1.0,
+        distance_weight: float = 0.0,
+        progress_weight: float = 5.0,
         seed: int | None = None,
         render_mode: str | None = None,
     ) -> None:
@@ -76,17 +100,25 @@ class ReachingEnv(gymnasium.Env):
         if steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1, got {steps}")
         self.max_episode_steps = steps
+        if fingertip_speed <= 0:
+            raise ConfigError(f"fingertip_speed must be > 0, got {fingertip_speed}")
         self.action_names = actions
-        self.action_vectors = np.array(ACTION_SETS[actions], dtype=float)
+        self.cartesian = ACTION_SETS[actions].cartesian
+        self.action_vectors = np.array(ACTION_SETS[actions].vectors, dtype=float)
+        self.effort = ACTION_SETS[actions].effort
+        self.fingertip_speed = float(fingertip_speed)
         self.frame_skip = int(frame_skip)
         self.reach_radius = float(reach_radius)
         self.reach_bonus = float(reach_bonus)
         self.distance_weight = float(distance_weight)
+        self.progress_weight = float(progress_weight)
         self.render_mode = render_mode
         self.size = int(size) if isinstance(size, (int, np.integer)) else size
         self.scene = ReachScene(size=size, torque=torque)
-        self.joint_step = self.scene.joint_speed * TIMESTEP * self.frame_skip
+        self.joint_step = self.effort * self.scene.joint_speed * TIMESTEP * self.frame_skip
         """Radians a joint turns in one step under a full torque (what the scripted policy plans with)."""
+        self.cartesian_step = self.fingertip_speed * TIMESTEP * self.frame_skip
+        """Metres the fingertip moves in one step of a cartesian action (away from singular poses)."""
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), dtype=np.uint8)
         self.action_space = spaces.Discrete(len(self.action_vectors))
         if seed is not None:
@@ -116,7 +148,7 @@ class ReachingEnv(gymnasium.Env):
             self.scene.apply(self.domain)
         rng = self.np_random
         while True:
-            qpos = np.array([rng.uniform(-math.pi, math.pi), rng.uniform(-ELBOW_LIMIT, ELBOW_LIMIT) * 0.95])
+            qpos = np.array([rng.uniform(-math.pi, math.pi), rng.uniform(*ELBOW_RANGE)])
             angle = rng.uniform(-math.pi, math.pi)
             lo, hi = TARGET_RADII
             radius = math.sqrt(rng.uniform(lo * lo, hi * hi))  # uniform over the ring's area
@@ -134,10 +166,18 @@ class ReachingEnv(gymnasium.Env):
         if not 0 <= index < len(self.action_vectors):
             raise ConfigError(f"invalid action {action!r}; valid: 0..{len(self.action_vectors) - 1}")
         self.step_count += 1
-        self.scene.step(self.action_vectors[index], self.frame_skip)
+        before = self.scene.distance()
+        if self.cartesian:
+            self.scene.step_cartesian(self.fingertip_speed * self.action_vectors[index], self.frame_skip)
+        else:
+            self.scene.step(self.effort * self.action_vectors[index], self.frame_skip)
         distance = self.scene.distance()
         reached = distance < self.reach_radius
-        reward = -self.distance_weight * distance / REACH + (self.reach_bonus if reached else 0.0)
+        reward = (
+            -self.distance_weight * distance / REACH
+            + (self.reach_bonus if reached else 0.0)
+            + self.progress_weight * (before - distance) / REACH
+        )
         self._obs = self.scene.render()
         truncated = self.step_count >= self.max_episode_steps
         return self._obs, float(reward), False, truncated, self._info(distance, reached)
@@ -167,6 +207,11 @@ class ReachingEnv(gymnasium.Env):
     def target_position(self) -> np.ndarray:
         """(x, y) of the target on the table (m, shoulder at the origin)."""
         return self.scene.target
+
+    @property
+    def fingertip(self) -> np.ndarray:
+        """(x, y) of the fingertip on the table (m)."""
+        return self.scene.fingertip
 
     def in_view(self) -> bool:
         """Whether the target and the fingertip are inside the frame (the camera sees the whole

@@ -30,8 +30,10 @@ from darla.errors import ConfigError
 LINK_LENGTHS = (0.14, 0.14)
 """Upper arm and forearm (m); the fingertip reaches 0.28 m from the shoulder at most."""
 REACH = sum(LINK_LENGTHS)
-ELBOW_LIMIT = 2.6
-"""Elbow range (rad, both ways): the fingertip gets no closer than ~7.5 cm to the shoulder."""
+ELBOW_RANGE = (0.15, 2.6)
+"""Elbow range (rad): bent one way only, never straight. Every fingertip position then has one arm
+pose (no elbow flip), and the stretched-out singular pose, where no joint speed moves the fingertip
+towards the shoulder, is out of reach; folded, the fingertip stays ~7.5 cm from the shoulder."""
 TABLE_HALF = 0.34
 TARGET_RADIUS = 0.034
 TARGET_Z = TARGET_RADIUS
@@ -41,6 +43,9 @@ CAMERA_POS = (0.0, -0.5, 0.62)
 CAMERA_LOOKAT = (0.0, 0.0, 0.0)
 CAMERA_FOVY = 45.0
 SKY_SIZE = 32
+CARTESIAN_DAMPING = 0.03
+"""Damping of the least-squares inverse Jacobian (m): slows the fingertip near the arm's
+singular poses (stretched out or folded) instead of spinning the joints."""
 HIDDEN_GROUP = 3
 """Geom group MuJoCo's default visual options do not draw (0-2 are drawn): unused distractors."""
 
@@ -116,7 +121,7 @@ def build_xml(size: int, torque: float) -> str:
       <joint name="shoulder" type="hinge" axis="0 0 1"/>
       <geom name="upper_arm" type="capsule" fromto="0 0 0 {l0} 0 0" size="0.022" material="arm"/>
       <body name="forearm" pos="{l0} 0 0">
-        <joint name="elbow" type="hinge" axis="0 0 1" limited="true" range="{-ELBOW_LIMIT} {ELBOW_LIMIT}"/>
+        <joint name="elbow" type="hinge" axis="0 0 1" limited="true" range="{ELBOW_RANGE[0]} {ELBOW_RANGE[1]}"/>
         <geom name="forearm" type="capsule" fromto="0 0 0 {l1} 0 0" size="0.019" material="arm"/>
         <geom name="fingertip" type="sphere" pos="{l1} 0 0" size="0.024" material="arm"/>
         <site name="fingertip" pos="{l1} 0 0" size="0.01"/>
@@ -163,7 +168,7 @@ def place_distractors(n: int, target: np.ndarray, rng: np.random.Generator) -> n
 class ReachScene:
     """The compiled model, its data and one renderer reused for every frame."""
 
-    def __init__(self, size: int = 64, torque: float = 6.0) -> None:
+    def __init__(self, size: int = 64, torque: float = 12.0) -> None:
         if not isinstance(size, (int, np.integer)) or size < 8:
             raise ConfigError(f"size must be an integer >= 8, got {size!r}")
         if not torque > 0:
@@ -268,6 +273,26 @@ class ReachScene:
     def step(self, ctrl: np.ndarray, substeps: int) -> None:
         self.data.ctrl[:] = ctrl
         self.mj.mj_step(self.model, self.data, nstep=substeps)
+
+    def step_cartesian(self, velocity: np.ndarray, substeps: int) -> None:
+        """Drive the fingertip at `velocity` (m/s on the table) by joint torques: per physics step,
+        damped least squares through the arm's Jacobian gives the joint speeds, the torques follow
+        from the damping (scaled down together where one would leave the actuators' range)."""
+        for _ in range(substeps):
+            jac = self.jacobian()
+            dq = np.linalg.solve(jac.T @ jac + CARTESIAN_DAMPING**2 * np.eye(2), jac.T @ velocity)
+            elbow = self.data.qpos[1]
+            if (elbow <= ELBOW_RANGE[0] and dq[1] < 0) or (elbow >= ELBOW_RANGE[1] and dq[1] > 0):
+                dq[1] = 0.0  # do not push into the (soft) joint limit
+            ctrl = dq / self.joint_speed
+            self.data.ctrl[:] = ctrl / max(1.0, float(np.abs(ctrl).max()))  # slower, same direction
+            self.mj.mj_step(self.model, self.data)
+
+    def jacobian(self) -> np.ndarray:
+        """d fingertip (x, y) / d (shoulder, elbow) at the current angles."""
+        (l0, l1), (q0, q1) = LINK_LENGTHS, self.data.qpos[:2]
+        s0, c0, s01, c01 = math.sin(q0), math.cos(q0), math.sin(q0 + q1), math.cos(q0 + q1)
+        return np.array([[-l0 * s0 - l1 * s01, -l1 * s01], [l0 * c0 + l1 * c01, l1 * c01]])
 
     @property
     def qpos(self) -> np.ndarray:

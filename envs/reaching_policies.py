@@ -1,8 +1,8 @@
 """Reaching's frame-collection policies: random, reach (scripted, privileged state) and mixed.
 
-`reach` solves the arm's inverse kinematics for the target (two elbow solutions; the one closer to
-the current pose in joint space, inside the elbow's range) and takes the action whose torque
-signs point best along the remaining joint error, with `epsilon` random actions: frames then show
+`reach` takes the action that points best along what is left to do, with `epsilon` random actions:
+the joint error to the arm's inverse kinematics for the target (inside the elbow's range, nearest
+the current pose), or with cartesian actions that error mapped to the fingertip by the Jacobian: frames then show
 the fingertip near the target as often as far from it. `mixed` (the default) picks one of the
 two per episode, as DARLA mixed frames from several policies.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from darla.envs.policies import Policy, RandomPolicy
-from darla.envs.reaching_model import ELBOW_LIMIT, LINK_LENGTHS
+from darla.envs.reaching_model import ELBOW_RANGE, LINK_LENGTHS
 
 if TYPE_CHECKING:
     from darla.envs.reaching import ReachingEnv
@@ -28,14 +28,17 @@ def wrap(angle: np.ndarray | float) -> np.ndarray:
 
 
 def inverse_kinematics(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """(shoulder, elbow) that put the fingertip on `target` (or as near as the arm gets), the
-    solution nearest `current` in joint space; the shoulder is returned near `current[0]`."""
+    """(shoulder, elbow) that put the fingertip on `target` (or as near as the arm gets) inside the
+    elbow's range, nearest `current` in joint space; the shoulder is returned near `current[0]`."""
     l0, l1 = LINK_LENGTHS
     x, y = float(target[0]), float(target[1])
     cos_elbow = np.clip((x * x + y * y - l0 * l0 - l1 * l1) / (2 * l0 * l1), -1.0, 1.0)
     best, best_cost = np.array(current, dtype=float), math.inf
     for sign in (1.0, -1.0):
-        elbow = float(np.clip(sign * math.acos(cos_elbow), -ELBOW_LIMIT, ELBOW_LIMIT))
+        elbow = sign * math.acos(cos_elbow)
+        if not ELBOW_RANGE[0] - 0.2 <= elbow <= ELBOW_RANGE[1] + 0.2:
+            continue  # the arm bends one way only: the mirrored pose is out of its range
+        elbow = float(np.clip(elbow, *ELBOW_RANGE))
         shoulder = math.atan2(y, x) - math.atan2(l1 * math.sin(elbow), l0 + l1 * math.cos(elbow))
         shoulder = current[0] + float(wrap(shoulder - current[0]))
         cost = abs(shoulder - current[0]) + abs(elbow - current[1])
@@ -58,7 +61,13 @@ class ReachPolicy:
             return int(rng.integers(env.action_space.n))
         current = env.joint_angles
         error = inverse_kinematics(env.target_position, current) - current
-        wanted = np.clip(error / env.joint_step, -1.0, 1.0)
+        if env.cartesian:
+            # the fingertip's way along the joint-space path: round the shoulder, never through the
+            # disc it cannot reach (a straight line to a ball behind the shoulder ends at the limit)
+            move = env.scene.jacobian() @ error
+            wanted = move / max(float(np.abs(move).max()), env.cartesian_step)
+        else:
+            wanted = np.clip(error / env.joint_step, -1.0, 1.0)
         cost = ((env.action_vectors - wanted) ** 2).sum(axis=1)
         return int(np.argmin(cost))
 

@@ -2,7 +2,7 @@
 
 Factors: the appearance factors of the family's domains (each with the values its domains use;
 one with a single value is left out) and four pose factors binned on fixed grids: shoulder angle
-(16 bins round the circle), elbow angle (9), target x and target y (8 each, over the table part
+(16 bins round the circle), elbow angle (9 over its range), target x and target y (8 each, over the table part
 the arm reaches). A frame is drawn by one reused scene: apply the appearance in place, set the
 joint angles and the target, forward, render (distractors, if any, at random spots: the only
 nuisance, drawn from the caller's rng).
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SHOULDER_BINS = 16
 SHOULDER = tuple(float(-math.pi + (k + 0.5) * 2 * math.pi / SHOULDER_BINS) for k in range(SHOULDER_BINS))
-ELBOW = tuple(float(v) for v in np.linspace(-2.4, 2.4, 9))
+ELBOW = tuple(float(v) for v in np.linspace(0.2, 2.6, 9))
 TARGET_XY = tuple(float(v) for v in np.linspace(-0.24, 0.24, 8))
 POSE_GRIDS: dict[str, tuple[float, ...]] = {
     "shoulder": SHOULDER,
@@ -68,13 +68,14 @@ SETTERS: dict[str, Callable[[ReachDomain, Any], ReachDomain]] = {
 """How each factor of `ReachDomain.factors()` is written back into a spec."""
 
 
-def _nearest(grid: tuple[float, ...], value: float, circular: bool = False) -> int:
-    """Index of the grid value nearest `value`; -1 if it lies more than half a bin outside the grid."""
+def _nearest(grid: tuple[float, ...], value: float, circular: bool = False, clamp: bool = False) -> int:
+    """Index of the grid value nearest `value`; -1 if it lies more than half a bin outside the grid
+    (unless `circular`, or `clamp`: a joint whose whole range the grid spans)."""
     values = np.array(grid)
     gaps = np.abs(wrap(values - value)) if circular else np.abs(values - value)
     step = (values[1] - values[0]) if len(values) > 1 else math.inf
     index = int(np.argmin(gaps))
-    return index if circular or gaps[index] <= step / 2 + 1e-9 else -1
+    return index if circular or clamp or gaps[index] <= step / 2 + 1e-9 else -1
 
 
 class ReachingGroundTruth:
@@ -180,7 +181,7 @@ class ReachingGroundTruth:
         tx, ty = raw.target_position
         na = len(self.appearance)
         row[na] = _nearest(SHOULDER, float(wrap(shoulder)), circular=True)
-        row[na + 1] = _nearest(ELBOW, float(elbow))
+        row[na + 1] = _nearest(ELBOW, float(elbow), clamp=True)  # soft limits: a little past the range
         row[na + 2] = _nearest(TARGET_XY, float(tx))
         row[na + 3] = _nearest(TARGET_XY, float(ty))
         return row
