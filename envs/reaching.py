@@ -81,10 +81,10 @@ class ReachingEnv(gymnasium.Env):
         size: int = 64,
         max_episode_steps: int | None = None,
         actions: str = "cartesian",
-        fingertip_speed: float = 0.6,
+        fingertip_speed: float = 0.9,
         frame_skip: int = 5,
         torque: float = 12.0,
-        reach_radius: float = 0.04,
+        reach_radius: float = 0.06,
         reach_bonus: float = 1.0,
         distance_weight: float = 0.0,
         progress_weight: float = 5.0,
@@ -102,7 +102,7 @@ class ReachingEnv(gymnasium.Env):
         self.max_episode_steps = steps
         if fingertip_speed <= 0:
             raise ConfigError(f"fingertip_speed must be > 0, got {fingertip_speed}")
-        self.action_names = actions
+        self.action_set = actions
         self.cartesian = ACTION_SETS[actions].cartesian
         self.action_vectors = np.array(ACTION_SETS[actions].vectors, dtype=float)
         self.effort = ACTION_SETS[actions].effort
@@ -116,7 +116,7 @@ class ReachingEnv(gymnasium.Env):
         self.size = int(size) if isinstance(size, (int, np.integer)) else size
         self.scene = ReachScene(size=size, torque=torque)
         self.joint_step = self.effort * self.scene.joint_speed * TIMESTEP * self.frame_skip
-        """Radians a joint turns in one step under a full torque (what the scripted policy plans with)."""
+        """Radians a joint turns in one step of a joint-torque action (the scripted policy plans with it)."""
         self.cartesian_step = self.fingertip_speed * TIMESTEP * self.frame_skip
         """Metres the fingertip moves in one step of a cartesian action (away from singular poses)."""
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), dtype=np.uint8)
@@ -127,7 +127,7 @@ class ReachingEnv(gymnasium.Env):
         self.scene.apply(self.domain)
         self.step_count = 0
         self.distractor_xy = np.zeros((0, 2))
-        self.scene.set_state(np.zeros(2), np.array([TARGET_RADII[1], 0.0]))
+        self.scene.set_state(np.array([0.0, ELBOW_RANGE[0]]), np.array([TARGET_RADII[1], 0.0]))
         self._obs: np.ndarray | None = None
 
     @classmethod

@@ -35,7 +35,7 @@ ELBOW_RANGE = (0.15, 2.6)
 pose (no elbow flip), and the stretched-out singular pose, where no joint speed moves the fingertip
 towards the shoulder, is out of reach; folded, the fingertip stays ~7.5 cm from the shoulder."""
 TABLE_HALF = 0.34
-TARGET_RADIUS = 0.034
+TARGET_RADIUS = 0.04
 TARGET_Z = TARGET_RADIUS
 TIMESTEP = 0.01
 DAMPING = 2.0
@@ -282,11 +282,23 @@ class ReachScene:
             jac = self.jacobian()
             dq = np.linalg.solve(jac.T @ jac + CARTESIAN_DAMPING**2 * np.eye(2), jac.T @ velocity)
             elbow = self.data.qpos[1]
-            if (elbow <= ELBOW_RANGE[0] and dq[1] < 0) or (elbow >= ELBOW_RANGE[1] and dq[1] > 0):
-                dq[1] = 0.0  # do not push into the (soft) joint limit
+            if (elbow <= ELBOW_RANGE[0] + 0.05 and dq[1] < 0) or (
+                elbow >= ELBOW_RANGE[1] - 0.05 and dq[1] > 0
+            ):
+                # at an elbow limit (the edge of the reachable ring): move along the edge with the
+                # shoulder alone instead of pushing into the limit and stalling
+                col = jac[:, 0]
+                dq = np.array([col @ velocity / (col @ col + CARTESIAN_DAMPING**2), 0.0])
             ctrl = dq / self.joint_speed
             self.data.ctrl[:] = ctrl / max(1.0, float(np.abs(ctrl).max()))  # slower, same direction
             self.mj.mj_step(self.model, self.data)
+
+    def forward_kinematics(self, qpos: np.ndarray) -> np.ndarray:
+        """Fingertip (x, y) for joint angles (shoulder, elbow)."""
+        (l0, l1), (q0, q1) = LINK_LENGTHS, qpos
+        return np.array(
+            [l0 * math.cos(q0) + l1 * math.cos(q0 + q1), l0 * math.sin(q0) + l1 * math.sin(q0 + q1)]
+        )
 
     def jacobian(self) -> np.ndarray:
         """d fingertip (x, y) / d (shoulder, elbow) at the current angles."""

@@ -62,9 +62,12 @@ class ReachPolicy:
         current = env.joint_angles
         error = inverse_kinematics(env.target_position, current) - current
         if env.cartesian:
-            # the fingertip's way along the joint-space path: round the shoulder, never through the
-            # disc it cannot reach (a straight line to a ball behind the shoulder ends at the limit)
-            move = env.scene.jacobian() @ error
+            # near the ball: straight at it; further: the fingertip's way along the joint-space path
+            # (a chord of up to 0.3 rad), round the shoulder and never into the disc it cannot reach
+            move = env.target_position - env.fingertip
+            if np.linalg.norm(move) > 0.08:
+                step = error / max(1.0, float(np.abs(error).max()) / 0.3)
+                move = env.scene.forward_kinematics(current + step) - env.fingertip
             wanted = move / max(float(np.abs(move).max()), env.cartesian_step)
         else:
             wanted = np.clip(error / env.joint_step, -1.0, 1.0)

@@ -175,6 +175,18 @@ def test_progress_term_credits_moving_towards_the_target(env: ReachingEnv) -> No
     assert rewards[3] > 0.2 and rewards[4] < -0.2
 
 
+def test_cartesian_action_slides_along_the_edge_of_reach(env: ReachingEnv) -> None:
+    """Stretched out (elbow at its limit), a partly outward command still moves the fingertip,
+    along the edge, instead of stalling against the joint limit."""
+    env.reset(seed=0)
+    env.scene.set_state(np.array([2.38, ELBOW_RANGE[0]]), np.zeros(2))  # pointing up-left
+    start = env.fingertip
+    for _ in range(3):
+        env.step(3)  # +y: partly out of reach
+    assert np.linalg.norm(env.fingertip - start) > 0.03
+    assert env.joint_angles[1] > ELBOW_RANGE[0] - 0.05
+
+
 def test_reacher_reward_is_negative_distance(env: ReachingEnv) -> None:
     reacher = FAMILY.make(SOURCE, seed=0, size=32, distance_weight=1.0, progress_weight=0.0)
     reacher.reset(seed=0)
