@@ -343,3 +343,18 @@ def test_requested_backend_without_its_library_is_a_clear_error(tmp_path) -> Non
     assert bad.returncode == 2, bad.stderr
     assert "libOSMesa" in bad.stderr and "apt-get install" in bad.stderr
     assert set(GL_LIBRARIES) == {"egl", "osmesa", "glfw"}
+
+
+def test_bench_baseline_renders_reacher_frames_beside_a_reaching_env(env: ReachingEnv) -> None:
+    """`darla bench env --env Reaching` times Gymnasium's Reacher-v5 with rgb frames; with darla's
+    GL context in the same process its frames must still be real (not black) ones."""
+    from darla.pipelines.bench_env import BASELINES, REACHER
+
+    assert BASELINES["Reaching"] is REACHER
+    reacher = REACHER.make(32)
+    frame, _ = reacher.reset(seed=0)
+    env.reset(seed=0)  # darla's renderer makes its own context current
+    actions = REACHER.actions(np.random.default_rng(0), 3)
+    frames = [frame] + [reacher.step(a)[0] for a in actions]
+    reacher.close()
+    assert all(f.shape == (32, 32, 3) and f.mean() > 20 for f in frames)
