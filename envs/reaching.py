@@ -1,17 +1,20 @@
 """Reaching: DARLA's second setting, a simulated two-joint arm reaching a target on MuJoCo.
 
 A planar arm on a table, seen at 64x64 by a fixed camera behind and above it, moves its
-fingertip to a ball placed at random on the table. Reward per step (dense, like Gymnasium's
-Reacher), with D = fingertip-ball distance / the arm's reach:
+fingertip to a ball placed at random on the table. Reward per step, with D = fingertip-ball
+distance / the arm's reach:
 `-distance_weight * D + reach_bonus * [within reach_radius] + progress_weight * (D_before - D)`.
-The last term is shaping by a potential (-D; Ng et al. 1999, with gamma ~ 1 it leaves the best
-policy as it is): it credits each action with what it did to the distance at once. Without it,
-PPO on pixels stayed at the random policy's return for 40k steps (its policy collapsed to one
-action); `progress_weight=0` gives Reacher's reward. Episodes last 50 steps, never end early.
+By default (0, 1, 5): a reach bonus and Reacher's dense negative distance given as shaping by its
+potential (the change of -D each step; Ng et al. 1999: the same best policy), which credits each
+action at once. `distance_weight=1, progress_weight=0` gives the plain Reacher-like reward, with
+which PPO on pixels stayed at the random policy's return (docs/reaching.md). Episodes last 50
+steps and never end early.
 
-Actions are a small discrete set of joint torques (`ACTION_SETS`): `axes` (default; no-op,
-+-shoulder, +-elbow) or `grid` (both joints at once, 9 actions). The joints are damped so that a torque sets a joint speed: one frame holds the
-whole state, as a pixel agent without frame stacking needs.
+Actions (`ACTION_SETS`) are a small discrete set: `cartesian` (default; no-op and the fingertip's
+four directions on the table, turned into joint torques through the arm's Jacobian), `axes`
+(no-op, +-shoulder, +-elbow torque) or `grid` (both joints at once, 9). The joints are damped so
+that a torque sets a joint speed: one frame holds the whole state, as a pixel agent without frame
+stacking needs.
 
 Domains (reaching_domains.py) change table, floor, arm and target colours, the light, the sky
 and distractors, in place; ground truth (reaching_truth.py) renders frames from factors; the
