@@ -31,7 +31,7 @@ pyglet.options["headless"] = os.environ["PYGLET_HEADLESS"].lower() in ("1", "tru
 # pyglet calls glGetError after every GL call unless told otherwise (~50 calls per frame)
 pyglet.options["debug_gl"] = os.environ.get("DARLA_DEBUG_GL", "").lower() in ("1", "true", "yes")
 
-from darla.envs import car_racing, fetch_object, seek_avoid, shift  # noqa: E402
+from darla.envs import car_racing, fetch_object, reaching, seek_avoid, shift  # noqa: E402
 from darla.envs.domains import SPLITS, DomainSpec, ObjectSpec  # noqa: E402
 from darla.envs.family import FAMILIES, EnvFamily, get_family  # noqa: E402
 from darla.envs.frames import FrameDataset, collect_frames  # noqa: E402
@@ -56,6 +56,7 @@ __all__ = [
     "fetch_object",
     "get_family",
     "make_vec_env",
+    "reaching",
     "register_background_key",
     "seek_avoid",
     "shift",

@@ -13,13 +13,14 @@ from gymnasium.utils.env_checker import check_env
 
 import darla.envs as E
 from darla.config import from_dict, to_dict
+from darla.envs.base import DomainRoomEnv
 from darla.envs.domains import DomainSpec, ObjectSpec, check_splits
 from darla.errors import ConfigError, UnknownNameError
 
 FAMILY_DOMAINS = [(f, d) for f in E.FAMILIES.names() for d in E.get_family(f).domain_names()]
-# tests that read rooms, objects or room factor names run on the MiniWorld room families; other
-# families (CarRacing) test the same properties in their own files
-ROOM_FAMILIES = [f for f in E.FAMILIES.names() if E.get_family(f).domain_cls is DomainSpec]
+# checks written for rooms (agent bearing, room and object factors); other families (CarRacing, Reaching, shifts) test
+# their equivalents in their own files
+ROOM_FAMILIES = [f for f in E.FAMILIES.names() if issubclass(E.get_family(f).env_class, DomainRoomEnv)]
 
 
 def _place(env, ent, distance: float) -> None:

@@ -1,20 +1,25 @@
-"""`darla bench env`: env steps/s against raw MiniWorld, and frame-collection scaling.
+"""`darla bench env`: env steps/s against the plain env it is built on, and frame-collection scaling.
 
-Everything is measured in one run: OneRoom is timed right before every domain, so load from
-other processes hits both sides of each ratio alike. Headline: `ratio` = median over
-(domain, round) pairs of SeekAvoid steps/s / OneRoom steps/s at the same resolution;
-`collect_ratio` = collection frames/s with 2 workers / with 1. `cpu_ratio` is the same
+Everything is measured in one run: the baseline (`BASELINES`: raw MiniWorld OneRoom for the room
+families, Gymnasium's Reacher-v5 rendering rgb frames for Reaching) is timed right before every
+domain, so load from other processes hits both sides of each ratio alike. Headline: `ratio` =
+median over (domain, round) pairs of the family's steps/s / the baseline's steps/s at the same
+resolution; `collect_ratio` = collection frames/s with 2 workers / with 1. `cpu_ratio` is the same
 comparison per CPU second (steadier than wall-clock on a shared machine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium
 import numpy as np
 
 from darla.artifacts import host_info
@@ -33,11 +38,11 @@ class BenchEnvConfig:
     domains: tuple[str, ...] = ("all",)
     """Domains to time (names or split names)."""
     size: int = 64
-    """Observation size (OneRoom is rendered at the same size)."""
+    """Observation size (the baseline is rendered at the same size)."""
     steps: int = 1000
     """Steps per measurement (random actions, resets included)."""
     repeats: int = 2
-    """Rounds; each round times OneRoom right before every domain (paired ratios, medians)."""
+    """Rounds; each round times the baseline right before every domain (paired ratios, medians)."""
     collect_frames: int = 3000
     """Frames per collection measurement (1 worker, then 2)."""
     seed: int = 0
@@ -48,34 +53,91 @@ class BenchEnvConfig:
             raise ConfigError("need steps >= 10, repeats >= 1, collect_frames >= 1")
 
 
-def _steps_per_second(env: Any, steps: int, seed: int) -> tuple[float, float]:
+def _steps_per_second(env: Any, actions: list[Any], seed: int) -> tuple[float, float]:
     """(steps per wall-clock second, steps per CPU second of this process incl. GL threads)."""
-    rng = np.random.default_rng(seed)
-    n_actions = 3  # turn left, turn right, forward: the same for both envs
     env.reset(seed=seed)
-    actions = rng.integers(n_actions, size=steps)
     t0, c0 = time.perf_counter(), time.process_time()
     for a in actions:
-        _, _, terminated, truncated, _ = env.step(int(a))
+        _, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             env.reset()
+    steps = len(actions)
     return steps / (time.perf_counter() - t0), steps / max(time.process_time() - c0, 1e-9)
 
 
-def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
-    import contextlib
-    import io
+class _RenderEachStep(gymnasium.Wrapper):
+    """Return the rendered rgb frame as the observation, as a pixel agent would see the env."""
 
+    def _frame(self) -> Any:
+        # Gymnasium's offscreen viewer makes its GL context current only when it is created: with
+        # another context in the process (darla's env) its later frames come out black (and fast)
+        raw: Any = self.env.unwrapped
+        viewer = getattr(raw.mujoco_renderer, "viewer", None)
+        if viewer is not None:
+            viewer.make_context_current()
+        return self.env.render()
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        _, info = self.env.reset(**kwargs)
+        return self._frame(), info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        _, reward, terminated, truncated, info = self.env.step(action)
+        return self._frame(), reward, terminated, truncated, info
+
+
+def _oneroom(size: int) -> Any:
+    from miniworld.envs.oneroom import OneRoom
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return OneRoom(obs_width=size, obs_height=size)
+
+
+def _reacher(size: int) -> Any:
+    from darla.envs.reaching_gl import select_backend
+
+    select_backend()  # MUJOCO_GL before gymnasium imports mujoco
+    return _RenderEachStep(gymnasium.make("Reacher-v5", render_mode="rgb_array", width=size, height=size))
+
+
+def _discrete(n: int) -> Callable[[np.random.Generator, int], list[Any]]:
+    return lambda rng, steps: [int(a) for a in rng.integers(n, size=steps)]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The plain env a family is compared with, and how to draw random actions for both sides."""
+
+    name: str
+    make: Callable[[int], Any]
+    """frame size -> env whose step returns a frame of that size"""
+    actions: Callable[[np.random.Generator, int], list[Any]]
+    family_actions: int | None = None
+    """how many of the family's discrete actions to draw from (None: all of them)"""
+
+    @property
+    def key(self) -> str:
+        return self.name.split("-")[0].lower()
+
+
+ONEROOM = Baseline("OneRoom", _oneroom, _discrete(3), family_actions=3)  # turn left/right, forward
+REACHER = Baseline(
+    "Reacher-v5", _reacher, lambda rng, steps: list(rng.uniform(-1, 1, (steps, 2)).astype(np.float32))
+)
+BASELINES: dict[str, Baseline] = {"SeekAvoid": ONEROOM, "FetchObject": ONEROOM, "Reaching": REACHER}
+"""Family -> the plain env it is measured against (OneRoom for any family not listed)."""
+
+
+def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
     from darla.envs import collect_frames, get_family
 
     fam = get_family(cfg.env)
     names = fam.resolve_domains(list(cfg.domains))
-    from miniworld.envs.oneroom import OneRoom
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        oneroom = OneRoom(obs_width=cfg.size, obs_height=cfg.size)
+    baseline = BASELINES.get(fam.name, ONEROOM)
     env = fam.make(names[0], seed=cfg.seed, size=cfg.size)
-    # Paired measurements: OneRoom right before each domain, so a load spike from other
+    plain = baseline.make(cfg.size)
+    n_family_actions = baseline.family_actions or int(env.action_space.n)
+    # Paired measurements: the baseline right before each domain, so a load spike from other
     # processes hits both sides of a ratio; medians over rounds and pairs.
     raw: list[float] = []
     per_domain: dict[str, list[float]] = {n: [] for n in names}
@@ -83,14 +145,16 @@ def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
     cpu_ratios: list[float] = []
     for r in range(cfg.repeats):
         for name in names:
-            base, base_cpu = _steps_per_second(oneroom, cfg.steps, cfg.seed + r)
+            rng = np.random.default_rng(cfg.seed + r)
+            base, base_cpu = _steps_per_second(plain, baseline.actions(rng, cfg.steps), cfg.seed + r)
             env.reset(options={"domain": name})
-            ours, ours_cpu = _steps_per_second(env, cfg.steps, cfg.seed + r)
+            actions = _discrete(n_family_actions)(rng, cfg.steps)
+            ours, ours_cpu = _steps_per_second(env, actions, cfg.seed + r)
             cpu_ratios.append(ours_cpu / base_cpu)
             raw.append(base)
             per_domain[name].append(ours)
             ratios[name].append(ours / base)
-    oneroom.close()
+    plain.close()
     env.close()
     raw_median = float(np.median(raw))
     domain_median = {n: float(np.median(v)) for n, v in per_domain.items()}
@@ -110,7 +174,8 @@ def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
     result = {
         "env": fam.name,
         "size": cfg.size,
-        "oneroom_steps_per_s": round(raw_median, 1),
+        "baseline": baseline.name,
+        f"{baseline.key}_steps_per_s": round(raw_median, 1),
         "steps_per_s": {n: round(v, 1) for n, v in domain_median.items()},
         "mean_steps_per_s": round(mean_domain, 1),
         "ratio_per_domain": {n: round(v, 3) for n, v in ratio_median.items()},
@@ -123,7 +188,11 @@ def run_bench_env(cfg: BenchEnvConfig) -> dict[str, Any]:
         "host": host_info(),
     }
     logger.info(
-        "ratio %.2f (SeekAvoid/OneRoom), collect_ratio %.2f", result["ratio"], result["collect_ratio"]
+        "ratio %.2f (%s/%s), collect_ratio %.2f",
+        result["ratio"],
+        fam.name,
+        baseline.name,
+        result["collect_ratio"],
     )
     return result
 
