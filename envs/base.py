@@ -36,7 +36,9 @@ from darla.errors import ConfigError
 from darla.registry import Registry, check_choice
 
 AMBIENT_RATIO = 0.45 / 0.7  # MiniWorld's default ambient/diffuse ratio, kept for tinted lights
-CAM_HALF_FOV = math.radians(30.0)  # MiniWorld's camera: 60 degrees vertical, square frames
+CAM_HALF_FOV = math.radians(30.0)
+UNLIMITED = 2**31 - 1
+"""What MiniWorld is told the episode limit is: the limit is a TimeLimit wrapper's, not the env's."""  # MiniWorld's camera: 60 degrees vertical, square frames
 
 
 def _turn_left(env: DomainRoomEnv) -> None:
@@ -132,7 +134,6 @@ class DomainRoomEnv(MiniWorldEnv):
     """One rectangular room; subclasses define the objects and the rules (`_populate`, `_rules`)."""
 
     family_name: ClassVar[str] = ""
-    default_max_steps: ClassVar[int] = 300
     cam_pitch: ClassVar[float] = -20.0
     """Camera tilt (degrees, negative = down). MiniWorld looks straight ahead, so objects leave
     the view ~1.4 m before contact and most frames show walls; tilted, they stay in view."""
@@ -142,7 +143,6 @@ class DomainRoomEnv(MiniWorldEnv):
         self,
         domain: str | DomainSpec | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         room_size: float = 6.0,
         forward_step: float = 0.25,
         turn_step: float = 20.0,
@@ -177,14 +177,11 @@ class DomainRoomEnv(MiniWorldEnv):
         self._apply_domain(self.domain)
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        steps = self.default_max_steps if max_episode_steps is None else int(max_episode_steps)
-        if steps < 1:
-            raise ConfigError(f"max_episode_steps must be >= 1, got {steps}")
         # MiniWorld prints frame-buffer fallbacks to stdout; keep stdout clean for `--json`.
         with contextlib.redirect_stdout(io.StringIO()):
             MiniWorldEnv.__init__(
                 self,
-                max_episode_steps=steps,
+                max_episode_steps=UNLIMITED,  # the time limit is Gymnasium's (EnvFamily.make)
                 obs_width=int(size),
                 obs_height=int(size),
                 window_width=max(size, 256),
@@ -232,8 +229,7 @@ class DomainRoomEnv(MiniWorldEnv):
         self._action_fns[index](self)
         reward, terminated = self._rules()
         obs = self.render_obs()
-        truncated = not terminated and self.step_count >= self.max_episode_steps
-        return obs, float(reward), terminated, truncated, self._info()
+        return obs, float(reward), terminated, False, self._info()
 
     def _info(self) -> dict[str, Any]:
         return {"domain": self.domain.name}

@@ -183,7 +183,6 @@ class CarRacingEnv(gym.Env):
         self,
         domain: str | CarDomain | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         frame_skip: int = 4,
         lap_complete_percent: float = 0.95,
         supersample: int = 4,
@@ -198,12 +197,8 @@ class CarRacingEnv(gym.Env):
             raise ConfigError(f"lap_complete_percent must be in (0, 1], got {lap_complete_percent}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        steps = FRAMES_PER_EPISODE // frame_skip if max_episode_steps is None else int(max_episode_steps)
-        if steps < 1:
-            raise ConfigError(f"max_episode_steps must be >= 1, got {steps}")
         self.size = int(size)
         self.frame_skip = int(frame_skip)
-        self.max_episode_steps = steps
         self.render_mode = render_mode
         self.action_names = ACTION_NAMES
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
@@ -267,8 +262,7 @@ class CarRacingEnv(gym.Env):
             reward += float(r)
             if terminated:
                 break
-        truncated = not terminated and self.step_count >= self.max_episode_steps
-        return self.render_obs(), reward, bool(terminated), truncated, {**self._info(), **info}
+        return self.render_obs(), reward, bool(terminated), False, {**self._info(), **info}
 
     def _info(self) -> dict[str, Any]:
         return {"domain": self.domain.name}
@@ -353,6 +347,7 @@ def _make_family() -> EnvFamily:
         split_rule="held_out",
         collect_policies=dict(CAR_POLICIES),
         show_policy=show_drive,
+        max_episode_steps=FRAMES_PER_EPISODE // 4,  # CarRacing-v3's 1000 frames at the default frame skip
         probe_factors=("offset", "heading"),  # where the car is on the road: what steering needs
     )
 

@@ -110,7 +110,7 @@ class CarGroundTruth:
 
     def _get_env(self) -> CarRacingEnv:
         if self._env is None:
-            env: Any = self.family.make(self.base.name, seed=REFERENCE_TRACK_SEED, size=self.size)
+            env: Any = self.family.make(self.base.name, seed=REFERENCE_TRACK_SEED, size=self.size).unwrapped
             env.reset(seed=REFERENCE_TRACK_SEED)
             self._env = env
         assert self._env is not None

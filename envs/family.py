@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import gymnasium
+from gymnasium.wrappers import TimeLimit
 
 from darla.envs.domains import SPLITS, DomainSpec, check_splits, spec_from
 from darla.envs.policies import ROOM_POLICIES, Policy, show_seek
@@ -33,6 +34,9 @@ class EnvFamily:
     env_defaults: dict[str, Any] = field(default_factory=dict)
     ground_truth_factory: Callable[[EnvFamily, int], GroundTruth] | None = None
     """Builds the family's ground truth; None: a room family's (`RoomGroundTruth`)."""
+    max_episode_steps: int | None = None
+    """The episode time limit, applied by Gymnasium's TimeLimit (registered with the gym id, and by
+    `make`), not by the env class; None: the env's own (a Gymnasium base env's registered limit)."""
     domain_cls: type = DomainSpec
     """The dataclass of this family's domain specs (a custom domain given as a mapping becomes one)."""
     split_rule: str = "recombine"
@@ -110,16 +114,18 @@ class EnvFamily:
         max_episode_steps: int | None = None,
         **env_params: Any,
     ) -> gymnasium.Env:
-        """The env in one domain; `env_params` are the env class's keyword arguments (checked)."""
+        """The env in one domain, under the time limit `max_episode_steps` (default: the family's);
+        `env_params` are the env class's keyword arguments (checked)."""
         spec = self.domain(domain)
         params = {**self.env_defaults, **env_params}
+        limit = self.max_episode_steps if max_episode_steps is None else int(max_episode_steps)
+        if limit is not None and limit < 1:
+            raise ConfigError(f"max_episode_steps must be >= 1, got {limit}")
         try:
-            env = self.env_class(
-                domain=spec, size=size, max_episode_steps=max_episode_steps, seed=seed, **params
-            )
+            env: gymnasium.Env = self.env_class(domain=spec, size=size, seed=seed, **params)
         except TypeError as exc:
             raise ConfigError(f"{self.name}: bad env parameter: {exc}") from None
-        return env
+        return TimeLimit(env, limit) if limit is not None else env
 
     def ground_truth(self, size: int = 64) -> GroundTruth:
         if self.ground_truth_factory is not None:
@@ -146,7 +152,12 @@ def register_with_gymnasium(name: str, family: EnvFamily) -> None:
     """`gymnasium.make(family.gym_id, domain=...)` works for every registered family (with the
     family's `env_defaults` as the env's default keyword arguments)."""
     if family.gym_id not in gymnasium.registry:
-        gymnasium.register(id=family.gym_id, entry_point=family.entry_point, kwargs=dict(family.env_defaults))
+        gymnasium.register(
+            id=family.gym_id,
+            entry_point=family.entry_point,
+            max_episode_steps=family.max_episode_steps,
+            kwargs=dict(family.env_defaults),
+        )
 
 
 FAMILIES: Registry[EnvFamily] = Registry(

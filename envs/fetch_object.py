@@ -69,13 +69,11 @@ class FetchObjectEnv(DomainRoomEnv):
     """Reach the goal object (+1, terminates); touching distractors does nothing."""
 
     family_name: ClassVar[str] = "FetchObject"
-    default_max_steps: ClassVar[int] = 150
 
     def __init__(
         self,
         domain: str | DomainSpec | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         n_distractors: int = 3,
         goal_reward: float = 1.0,
         room_size: float = 6.0,
@@ -92,7 +90,6 @@ class FetchObjectEnv(DomainRoomEnv):
         super().__init__(
             domain=domain,
             size=size,
-            max_episode_steps=max_episode_steps,
             room_size=room_size,
             forward_step=forward_step,
             turn_step=turn_step,
@@ -122,5 +119,6 @@ FAMILY = EnvFamily(
     domains=DOMAINS,
     splits=SPLITS,
     description="walk to the goal (the pillar) among same-coloured cubes; +1 and the episode ends",
+    max_episode_steps=150,
 )
 FAMILIES.register(FAMILY.name, FAMILY)

@@ -75,14 +75,12 @@ class ReachingEnv(gymnasium.Env):
     """Move the fingertip onto the target ball; observations are uint8 HxWx3 frames."""
 
     family_name: ClassVar[str] = "Reaching"
-    default_max_steps: ClassVar[int] = 50
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012 (gymnasium's type)
 
     def __init__(
         self,
         domain: str | ReachDomain | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         actions: str = "cartesian",
         fingertip_speed: float = 0.9,
         frame_skip: int = 5,
@@ -99,10 +97,6 @@ class ReachingEnv(gymnasium.Env):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if frame_skip < 1 or reach_radius <= 0:
             raise ConfigError(f"need frame_skip >= 1 and reach_radius > 0, got {frame_skip}, {reach_radius}")
-        steps = self.default_max_steps if max_episode_steps is None else int(max_episode_steps)
-        if steps < 1:
-            raise ConfigError(f"max_episode_steps must be >= 1, got {steps}")
-        self.max_episode_steps = steps
         if fingertip_speed <= 0:
             raise ConfigError(f"fingertip_speed must be > 0, got {fingertip_speed}")
         self.action_set = actions
@@ -182,8 +176,7 @@ class ReachingEnv(gymnasium.Env):
             + self.progress_weight * (before - distance) / REACH
         )
         self._obs = self.scene.render()
-        truncated = self.step_count >= self.max_episode_steps
-        return self._obs, float(reward), False, truncated, self._info(distance, reached)
+        return self._obs, float(reward), False, False, self._info(distance, reached)
 
     def _info(self, distance: float | None = None, reached: bool | None = None) -> dict[str, Any]:
         distance = self.scene.distance() if distance is None else distance
@@ -242,5 +235,7 @@ FAMILY = EnvFamily(
     split_rule="recombine",
     collect_policies=dict(POLICIES),
     show_policy=show_reach,
+    max_episode_steps=50,  # the ball is reached in ~10-15 steps
+    probe_factors=("target_x", "target_y"),  # where the ball is: what reaching needs
 )
 FAMILIES.register(FAMILY.name, FAMILY)

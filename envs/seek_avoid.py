@@ -94,13 +94,11 @@ class SeekAvoidEnv(DomainRoomEnv):
     """Collect good objects (+1), avoid bad ones (-1); observations are uint8 HxWx3 frames."""
 
     family_name: ClassVar[str] = "SeekAvoid"
-    default_max_steps: ClassVar[int] = 300
 
     def __init__(
         self,
         domain: str | DomainSpec | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         n_good: int = 2,
         n_bad: int = 2,
         respawn: bool = True,
@@ -124,7 +122,6 @@ class SeekAvoidEnv(DomainRoomEnv):
         super().__init__(
             domain=domain,
             size=size,
-            max_episode_steps=max_episode_steps,
             room_size=room_size,
             forward_step=forward_step,
             turn_step=turn_step,
@@ -163,5 +160,6 @@ FAMILY = EnvFamily(
     domains=DOMAINS,
     splits=SPLITS,
     description="collect good objects (+1), avoid bad ones (-1); objects respawn",
+    max_episode_steps=300,
 )
 FAMILIES.register(FAMILY.name, FAMILY)

@@ -18,6 +18,8 @@ from darla.envs.shift_ops import ColourKey, FrameOp, Keyer, MaskKey, resize_fram
 from darla.errors import ConfigError
 from darla.registry import check_choice
 
+UNLIMITED = 2**31 - 1
+
 
 class ShiftEnv(gymnasium.Env):
     """A base env (darla family or Gymnasium id) whose frames pass through one shift level.
@@ -34,7 +36,6 @@ class ShiftEnv(gymnasium.Env):
         self,
         domain: str | ShiftSpec | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         seed: int | None = None,
         render_mode: str | None = None,
         family: str = "",
@@ -53,7 +54,7 @@ class ShiftEnv(gymnasium.Env):
         self.size = int(size)
         self.render_mode = render_mode
         self.domain = self._resolve(domain)
-        self.base = self._make_base(max_episode_steps, seed, dict(base_params or {}))
+        self.base = self._make_base(seed, dict(base_params or {}))
         self.base_env: Any = self.base.unwrapped
         action_space = self.base.action_space
         if not isinstance(action_space, spaces.Discrete):
@@ -87,14 +88,16 @@ class ShiftEnv(gymnasium.Env):
             )
         return spec
 
-    def _make_base(self, max_episode_steps: int | None, seed: int | None, params: dict[str, Any]) -> Any:
+    def _make_base(self, seed: int | None, params: dict[str, Any]) -> Any:
+        """The base env without a time limit of its own: the shifted family's TimeLimit (its base's
+        limit, or the one asked for) ends the episodes."""
         base = self.base_info
         if base.family is not None:
             return base.family.make(
                 self.domain.base_domain,
                 seed=seed,
                 size=self.size,
-                max_episode_steps=max_episode_steps,
+                max_episode_steps=UNLIMITED,
                 **params,
             )
         kwargs = {**(base.size_kwargs(self.size) if base.size_kwargs else {}), **params}
@@ -103,7 +106,7 @@ class ShiftEnv(gymnasium.Env):
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # keep stdout clean for --json
                 return gymnasium.make(
-                    base.name, max_episode_steps=max_episode_steps, disable_env_checker=True, **kwargs
+                    base.name, max_episode_steps=UNLIMITED, disable_env_checker=True, **kwargs
                 )
         except TypeError as exc:
             raise ConfigError(f"{base.name}: bad base_params {sorted(params)}: {exc}") from None

@@ -275,6 +275,7 @@ def shift_family(name: str) -> EnvFamily:
         splits=splits,
         description=f"{what}; seen through the {suite.name} shift suite ({suite.description})",
         env_defaults={"family": canonical},
+        max_episode_steps=_base_limit(base),
         ground_truth_factory=shift_ground_truth,
         domain_cls=suite.spec_cls,
         split_rule="held_out",
@@ -284,6 +285,14 @@ def shift_family(name: str) -> EnvFamily:
     SHIFTED[canonical] = ShiftInfo(canonical, base, suite)
     FAMILIES.register(canonical, family)  # and with gymnasium, under family.gym_id
     return family
+
+
+def _base_limit(base: Any) -> int | None:
+    """The base's own episode limit (a darla family's, or the Gymnasium id's registered one)."""
+    if base.family is not None:
+        return base.family.max_episode_steps
+    spec = gymnasium.spec(base.name)
+    return spec.max_episode_steps
 
 
 def shift_info(name: str) -> ShiftInfo:

@@ -52,6 +52,23 @@ def test_check_env_every_registered_env_and_domain(family: str, domain: str) -> 
 
 
 @pytest.mark.parametrize("family", E.FAMILIES.names())
+def test_the_time_limit_is_gymnasiums_not_the_envs(family: str) -> None:
+    """Every family's episodes end by Gymnasium's TimeLimit at its registered `max_episode_steps`;
+    the env class itself never truncates (run past the limit, unwrapped, it goes on)."""
+    fam = E.get_family(family)
+    limit = fam.max_episode_steps
+    assert limit is not None and gymnasium.spec(fam.gym_id).max_episode_steps == limit
+    env = fam.make(fam.splits["source"][0], seed=0, size=32, max_episode_steps=3)
+    env.reset(seed=0)
+    assert [env.step(0)[3] for _ in range(3)] == [False, False, True]
+    raw = fam.make(fam.splits["source"][0], seed=0, size=32).unwrapped
+    raw.reset(seed=0)
+    assert not any(raw.step(0)[3] for _ in range(limit + 2))
+    env.close()
+    raw.close()
+
+
+@pytest.mark.parametrize("family", E.FAMILIES.names())
 def test_same_seed_same_frames_and_rewards(family: str) -> None:
     fam = E.get_family(family)
 
@@ -134,13 +151,13 @@ def test_no_respawn_removes_objects_and_ends_when_good_are_gone() -> None:
     _clear_room(raw)
     bad = next(o for o in raw.objects if o.role == "bad")
     _place(raw, bad, raw.touch_radius(bad) + 0.1)
-    obs, reward, terminated, _, _ = env.step(2)
+    obs, reward, terminated, _, _ = raw.step(2)
     assert reward == -1.0 and not terminated and bad not in raw.entities
     assert np.array_equal(obs, raw.render_obs())
     good = next(o for o in raw.objects if o.role == "good")
     raw.agent.pos = np.array([2.0, 0.0, 3.0])
     _place(raw, good, raw.touch_radius(good) + 0.1)
-    _, reward, terminated, _, _ = env.step(2)
+    _, reward, terminated, _, _ = raw.step(2)
     assert reward == 1.0 and terminated
 
 

@@ -76,9 +76,12 @@ def test_gymnasium_checker_and_registered_id() -> None:
 
 
 def test_episode_is_50_steps_and_bad_inputs_are_clear(env: ReachingEnv) -> None:
-    env.reset(seed=0)
-    flags = [env.step(0)[3] for _ in range(50)]
-    assert flags == [False] * 49 + [True]
+    limited = FAMILY.make(SOURCE, seed=0, size=32)  # the limit is Gymnasium's TimeLimit (the family's)
+    limited.reset(seed=0)
+    flags = [limited.step(0)[3] for _ in range(50)]
+    assert flags == [False] * 49 + [True] and FAMILY.max_episode_steps == 50
+    assert gymnasium.spec("darla/Reaching-v0").max_episode_steps == 50
+    limited.close()
     with pytest.raises(ConfigError, match=r"invalid action 9; valid: 0\.\.4"):
         env.step(9)
     with pytest.raises(UnknownNameError, match="tiles_yellow"):
@@ -348,7 +351,7 @@ def test_requested_backend_without_its_library_is_a_clear_error(tmp_path) -> Non
 def test_bench_baseline_renders_reacher_frames_beside_a_reaching_env(env: ReachingEnv) -> None:
     """`darla bench env --env Reaching` times Gymnasium's Reacher-v5 with rgb frames; with darla's
     GL context in the same process its frames must still be real (not black) ones."""
-    from darla.pipelines.bench_env import BASELINES, REACHER
+    from darla.pipelines.bench.env import BASELINES, REACHER
 
     assert BASELINES["Reaching"] is REACHER
     reacher = REACHER.make(32)

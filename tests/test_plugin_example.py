@@ -231,7 +231,7 @@ def test_check_env_in_every_domain(dots: ModuleType) -> None:
 
 def test_same_seed_same_frames_and_rewards(dots: ModuleType) -> None:
     def rollout(seed: int) -> tuple[np.ndarray, list[float]]:
-        env = dots.DotsEnv(size=32, seed=seed, max_episode_steps=50)
+        env = dots.FAMILY.make("navy_greenred", size=32, seed=seed, max_episode_steps=50)
         obs, _ = env.reset(seed=seed)
         frames, rewards = [obs], []
         rng = np.random.default_rng(seed)
@@ -252,19 +252,20 @@ def test_same_seed_same_frames_and_rewards(dots: ModuleType) -> None:
 
 
 def test_goal_and_bad_dot_reward_then_respawn_and_episodes_truncate(dots: ModuleType) -> None:
-    env = dots.DotsEnv(size=32, seed=0, max_episode_steps=3, shaping=0.0)
+    env = dots.FAMILY.make("navy_greenred", size=32, seed=0, max_episode_steps=3, shaping=0.0)
     env.reset(seed=0)
-    env.agent, env.goal, env.bad = np.array([3, 3]), np.array([4, 3]), np.array([3, 4])
+    raw = env.unwrapped
+    raw.agent, raw.goal, raw.bad = np.array([3, 3]), np.array([4, 3]), np.array([3, 4])
     obs, reward, terminated, truncated, _ = env.step(dots.ACTIONS.index("right"))
     assert (reward, terminated, truncated) == (1.0, False, False)
-    assert not np.array_equal(env.goal, env.agent) and np.array_equal(obs, env.render_obs())
-    env.goal = np.array([5, 5])
+    assert not np.array_equal(raw.goal, raw.agent) and np.array_equal(obs, raw.render_obs())
+    raw.goal = np.array([5, 5])
     _, reward, *_ = env.step(dots.ACTIONS.index("left"))
     assert reward == 0.0
     _, reward, _, truncated, _ = env.step(dots.ACTIONS.index("down"))
-    assert reward == -1.0 and truncated and not np.array_equal(env.bad, env.agent)
+    assert reward == -1.0 and truncated and not np.array_equal(raw.bad, raw.agent)
     with pytest.raises(ConfigError, match=r"invalid action 4; valid: 0..3"):
-        env.step(4)
+        raw.step(4)
 
 
 def test_every_step_towards_the_goal_pays_the_shaping_reward(dots: ModuleType) -> None:
@@ -371,17 +372,18 @@ def test_mixed_collection_policy_seeks_the_goal(dots: ModuleType) -> None:
     assert {"random", "mixed"} <= set(fam.collect_policies)
 
     def goals(policy_name: str) -> int:
-        env = dots.DotsEnv(size=16, seed=0, max_episode_steps=50)
+        env = fam.make("navy_greenred", size=16, seed=0, max_episode_steps=50)
+        raw = env.unwrapped  # what collection policies read (privileged state)
         policy, rng = fam.collect_policy(policy_name), np.random.default_rng(0)
         env.reset(seed=0)
-        policy.reset(env, rng)
+        policy.reset(raw, rng)
         count = 0
         for _ in range(1000):
-            _, reward, _, truncated, _ = env.step(policy.act(env, rng))
+            _, reward, _, truncated, _ = env.step(policy.act(raw, rng))
             count += int(reward > 0.5)
             if truncated:
                 env.reset()
-                policy.reset(env, rng)
+                policy.reset(raw, rng)
         return count
 
     random_goals, mixed_goals, seek_goals = goals("random"), goals("mixed"), goals("seek")

@@ -8,7 +8,8 @@ follow DARLA's split (`recombine`): three sources show two backgrounds and two d
 target is the held-out combination, and the ood domains show a colour no source has.
 
 What darla needs from a family is all here: a domain dataclass (`DotsDomain`), a gymnasium env
-that takes `domain`, `size`, `max_episode_steps`, `seed` and switches domains at `reset`, frame
+that takes `domain`, `size`, `seed` and switches domains at `reset` (the episode time limit is the
+family's `max_episode_steps`, applied by Gymnasium's TimeLimit), frame
 collection policies (`random`, `mixed`), a ground truth (truth.py) and the `EnvFamily` object that
 the package's `darla.envs` entry point names.
 """
@@ -19,7 +20,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 import numpy as np
@@ -159,13 +160,11 @@ class DotsEnv(gymnasium.Env):
     """Reach the goal dot (+1), avoid the bad dot (-1); observations are uint8 HxWx3 frames."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gymnasium's attribute)
-    default_max_steps: ClassVar[int] = 100
 
     def __init__(
         self,
         domain: str | DotsDomain | Mapping[str, Any] | None = None,
         size: int = 64,
-        max_episode_steps: int | None = None,
         seed: int | None = None,
         render_mode: str | None = None,
         grid: int = DEFAULT_GRID,
@@ -179,11 +178,8 @@ class DotsEnv(gymnasium.Env):
             raise ConfigError(f"grid must be an integer in [3, size={size}], got {grid!r}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        steps = self.default_max_steps if max_episode_steps is None else int(max_episode_steps)
-        if steps < 1:
-            raise ConfigError(f"max_episode_steps must be >= 1, got {steps}")
         self.domain: DotsDomain = FAMILY.domain(FAMILY.splits["source"][0] if domain is None else domain)
-        self.size, self.grid, self.max_episode_steps = int(size), int(grid), steps
+        self.size, self.grid = int(size), int(grid)
         self.goal_reward, self.bad_reward = float(goal_reward), float(bad_reward)
         self.shaping = float(shaping)
         self.render_mode = render_mode
@@ -233,8 +229,7 @@ class DotsEnv(gymnasium.Env):
         elif np.array_equal(self.agent, self.bad):
             reward += self.bad_reward
             self.bad = self._free_cell()
-        truncated = self.step_count >= self.max_episode_steps
-        return self.render_obs(), reward, False, truncated, self._info()
+        return self.render_obs(), reward, False, False, self._info()
 
     def goal_distance(self) -> int:
         """Steps from the agent to the goal dot (Manhattan distance on the grid)."""
@@ -314,6 +309,7 @@ FAMILY = EnvFamily(
     split_rule="recombine",
     collect_policies={"random": RandomPolicy, "seek": GoalSeeker, "mixed": MixedPolicy},
     show_policy=show_policy,
+    max_episode_steps=100,
     probe_factors=("goal_x", "goal_y"),
 )
 """The `darla.envs` entry point: darla registers it as `Dots` (and with gymnasium by its gym id)."""
