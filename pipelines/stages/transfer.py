@@ -269,7 +269,9 @@ def run_transfer(cfg: TransferConfig, pool: EnvPool | None = None) -> Path:
 
 def _who(described: dict[str, Any]) -> dict[str, Any]:
     """What names a policy in a table: its vision model, mode, algorithm and readout."""
-    return {k: v for k, v in described.items() if k in ("vision", "mode", "algo", "feature_layer", "feature_head")}
+    return {
+        k: v for k, v in described.items() if k in ("vision", "mode", "algo", "feature_layer", "feature_head")
+    }
 
 
 def _command(cfg: TransferConfig) -> dict[str, Any]:
