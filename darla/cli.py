@@ -108,13 +108,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 def load_command(words: tuple[str, ...]) -> Command:
     target, _ = COMMANDS[words]
     module_name, attr = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-            raise DarlaError(f"'darla {' '.join(words)}' is not available in this version") from None
-        raise
-    command = getattr(module, attr)
+    command = getattr(importlib.import_module(module_name), attr)
     if not isinstance(command, Command):
         raise TypeError(f"{target} is not a darla.cli.Command")
     return command

@@ -1,21 +1,21 @@
 """`darla scan train | describe | imagine`: SCAN symbols on a frozen vision model.
 
-    darla scan train --vision runs/exp1/see/beta_vae_dae           # -> runs/exp1/scan/beta_vae_dae/
-    darla scan describe frame.png --scan runs/exp1/scan/beta_vae_dae
-    darla scan imagine "wall=brick,good=green" --scan runs/exp1/scan/beta_vae_dae --out grid.png
+    darla scan train --vision runs/exp1/see/beta_vae_dae    # -> runs/exp1/see/scan-beta_vae_dae/
+    darla scan describe frame.png --scan runs/exp1/see/scan-beta_vae_dae
+    darla scan imagine "wall=brick,good=green" --scan runs/exp1/see/scan-beta_vae_dae --out grid.png
     darla scan imagine "wall=brick,floor=lava IGNORE floor=lava" --scan ...
 
-`train_scan` writes its own stage folder (config.yaml, model.pt, metrics.json with img2sym
-accuracy on held-out factor combinations, sym2img.png, DONE.json); a finished folder with the
-same config is skipped. Symbols are 'factor=value' terms (abbreviations by unique prefix or
-substring are accepted); unknown names are errors that list the valid symbols.
+`train_scan` trains SCAN as the zoo model it is, through the see stage (so it is skipped when done
+and resumed when interrupted, like every model), then scores it: `scan.json` (img2sym accuracy on
+held-out factor combinations, a sym2img self-check, a linear probe) and `sym2img.png`. Symbols are
+'factor=value' terms (abbreviations by unique prefix or substring are accepted); unknown names are
+errors that list the valid symbols.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,15 +23,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from darla.artifacts import StageDir, atomic_write_json, file_hash
+from darla.artifacts import SeeArtifact, atomic_write_json, file_hash, read_json
 from darla.cli import Command
 from darla.config import from_dict
 from darla.errors import ArtifactError, ConfigError
-from darla.log import progress
+from darla.pipelines.stages.see import SeeConfig, run_see
 from darla.runtime import resolve_device, setup_torch
-from darla.seeding import derive_seed, seed_everything
-from darla.vision import build, checkpoint_path, load, save, see_folder
-from darla.vision.base import apply_step
+from darla.seeding import derive_seed
+from darla.vision import checkpoint_path
 from darla.vision.figures import save_png, tile
 from darla.vision.models.scan import (
     OPERATORS,
@@ -42,8 +41,12 @@ from darla.vision.models.scan import (
     load_scan,
     recombine,
 )
+from darla.vision.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+SCAN_REPORT = "scan.json"
+"""SCAN's scores on held-out symbol combinations, beside the see stage's own files."""
 
 
 # ----------------------------------------------------------------------------- train
@@ -54,7 +57,8 @@ class ScanTrainConfig:
     vision: str = ""
     """See folder of the frozen beta_vae / beta_vae_dae (e.g. runs/exp1/see/beta_vae_dae)."""
     out: Path | None = None
-    """SCAN folder; default: <experiment>/scan/<vision folder name>/ next to the see folder."""
+    """experiment folder; SCAN is trained by the see stage into <out>/see/scan-<vision folder name>/
+    (default: the experiment of the vision model)"""
     env: str = ""
     """Env family of the symbols and images; empty: the vision see folder's env."""
     params: dict[str, Any] = field(default_factory=dict)
@@ -93,12 +97,38 @@ class ScanTrainConfig:
                 f"{self.samples}, {self.lr}"
             )
 
+    def see_config(self) -> SeeConfig:
+        """SCAN as the see stage trains it: a zoo model on `vision` (its base), with its own examples
+        (the see stage's frames are not used: a minimal set is collected), resumable like any model."""
+        base = SeeArtifact.read(self.vision)
+        out = Path(self.out) if self.out is not None else base.path.parent.parent
+        return SeeConfig(
+            env=self.env or base.env,
+            model="scan",
+            name=f"scan-{base.name}",
+            out=out,
+            seed=self.seed,
+            size=base.size,
+            frames=max(2, 2 * self.batch_size),
+            domains=base.domains,
+            params={**self.params, "base": str(base.path), "env": self.env, "seed": self.seed},
+            model_train={},
+            train=TrainConfig(
+                steps=self.steps,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                holdout=0.0,
+                checkpoint_every=min(500, self.steps),
+                image_every=0,
+            ),
+            workers=1,
+            device=self.device,
+            threads=self.threads,
+        )
+
     @property
     def folder(self) -> Path:
-        if self.out is not None:
-            return Path(self.out)
-        see = see_folder(self.vision)
-        return see.parent.parent / "scan" / see.name
+        return self.see_config().folder
 
 
 @torch.no_grad()
@@ -162,52 +192,29 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def train_scan(cfg: ScanTrainConfig) -> Path:
-    """Train (or skip when done with the same config) SCAN on a frozen see folder; returns its folder."""
+    """Train (or skip, or resume) SCAN through the see stage, then score it on held-out symbol
+    combinations (`scan.json`, `sym2img.png` in its see folder, redone when the model changes)."""
     cfg.validate()
-    stage = StageDir(cfg.folder, cfg)
-    if stage.is_done():
-        logger.info("scan: %s is done with the same config; skipping", stage.path)
-        return stage.path
+    folder = run_see(cfg.see_config())
+    done = SeeArtifact.read(folder).completion_hash
+    report = folder / SCAN_REPORT
+    if report.is_file() and read_json(report).get("model") == done:
+        return folder
     setup_torch(cfg.threads)
-    device = resolve_device(cfg.device)
-    base = load(cfg.vision, device="cpu")
-    seed_everything(derive_seed(cfg.seed, "scan", "init"))
-    model = build(
-        "scan", image_shape=base.image_shape, base=cfg.vision, env=cfg.env, seed=cfg.seed, **cfg.params
-    )
-    assert isinstance(model, SCAN)
-    model.to(device)
-    stage.prepare()
-    t0 = time.perf_counter()
-    model.prepare()
-    render_s = time.perf_counter() - t0
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "batches"))
-    model.train()
-    t1 = time.perf_counter()
-    terms: dict[str, torch.Tensor] = {}
-    with progress(total=cfg.steps, desc="scan", unit="step") as bar:
-        for step in range(cfg.steps):
-            y, vision = model.training_batch(cfg.batch_size, gen)
-            loss, terms = model.scan_loss(y, vision)
-            apply_step(opt, loss, terms, step)
-            bar.update(1)
-            if step % 100 == 0:
-                bar.set_postfix(loss=f"{float(terms['loss']):.2f}")
-    train_s = time.perf_counter() - t1
+    model = load_scan(folder, device=resolve_device(cfg.device))
     model.eval()
     figure_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "scan", "figure"))
     check = sym2img_check(model, cfg.samples, figure_gen)
     images = check.pop("images", None)
     if images is not None:
         grid = _to_uint8(images)
-        save_png(stage.file("sym2img.png"), tile(grid, len(grid) // cfg.samples, cfg.samples))
+        save_png(folder / "sym2img.png", tile(grid, len(grid) // cfg.samples, cfg.samples))
     vision_file = checkpoint_path(cfg.vision)
     metrics = {
+        "model": done,
         "vision": str(vision_file),
         "vision_hash": file_hash(vision_file),
-        "vision_model": base.name,
+        "vision_model": model.base.name,
         "env": model.config.env,
         "vocabulary": list(model.vocabulary),
         "factors": list(model.groups),
@@ -215,14 +222,9 @@ def train_scan(cfg: ScanTrainConfig) -> Path:
         "img2sym_train": model.img2sym_accuracy(heldout=False),
         "sym2img_heldout_self_check": check,
         "linear_probe_heldout": latent_probe(model),
-        "final_terms": {k: round(float(v), 4) for k, v in terms.items()},
         "steps": cfg.steps,
-        "render_seconds": round(render_s, 2),
-        "training_seconds": round(train_s, 2),
     }
-    save(model, stage.path, extra={"vision": str(vision_file), "vision_hash": metrics["vision_hash"]})
-    atomic_write_json(stage.file("metrics.json"), metrics)
-    stage.mark_done(steps=cfg.steps)
+    atomic_write_json(report, metrics)
     held = metrics["img2sym_heldout"]
     logger.info(
         "scan: img2sym on held-out combinations %.3f (chance %.3f), %d examples",
@@ -230,14 +232,14 @@ def train_scan(cfg: ScanTrainConfig) -> Path:
         held.get("chance", float("nan")),
         held.get("examples", 0),
     )
-    return stage.path
+    return folder
 
 
 def _run_train(cfg: ScanTrainConfig) -> dict[str, Any]:
     import json
 
     path = train_scan(cfg)
-    metrics = json.loads((path / "metrics.json").read_text())
+    metrics = json.loads((path / SCAN_REPORT).read_text())
     held = metrics.get("img2sym_heldout", {})
     return {
         "scan_dir": str(path),

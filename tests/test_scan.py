@@ -265,12 +265,36 @@ def test_train_scan_on_seek_avoid(tmp_path: Path) -> None:
     Trainer(base, frames, TrainConfig(steps=500, batch_size=32, lr=1e-3), seed=0, threads=1).fit()
     see = tmp_path / "see" / "beta_vae"
     vision.save(base, see)
-    (see / "config.yaml").write_text(dump_yaml({"env": "SeekAvoid", "model": "beta_vae"}))
+    (see / "config.yaml").write_text(dump_yaml({"env": "SeekAvoid", "model": "beta_vae", "size": 32}))
+    (see / "DONE.json").write_text(json.dumps({"config_hash": "x", "finished_at": 0}))
     # every appearance factor: ~1000 combinations, so held-out ones share each value with many seen ones
     cfg = ScanTrainConfig(vision=str(see), steps=1000, params={"examples": 1200}, threads=1)
     folder = train_scan(cfg)
-    assert folder == tmp_path / "scan" / "beta_vae" and (folder / "DONE.json").is_file()
+    assert folder == tmp_path / "see" / "scan-beta_vae" and (folder / "DONE.json").is_file()
     assert isinstance(vision.load(folder), SCAN)
-    held = json.loads((folder / "metrics.json").read_text())["img2sym_heldout"]
+    held = json.loads((folder / "scan.json").read_text())["img2sym_heldout"]
     assert held["accuracy"] > held["chance"] + 0.05, held
-    assert train_scan(cfg) == folder  # done with the same config: skipped
+    stamp = (folder / "scan.json").stat().st_mtime_ns
+    assert train_scan(cfg) == folder and (folder / "scan.json").stat().st_mtime_ns == stamp  # done: skipped
+
+
+def test_scan_train_is_a_see_stage_and_resumes_skips_like_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`darla scan train` trains SCAN through the see stage (one training loop for the zoo): a see
+    folder with its DONE marker and checkpoint, skipped when done, scored in scan.json."""
+    from conftest import tiny_see
+
+    see = Path(tiny_see(tmp_path, params={"latent_dim": 6, "channels": [8, 8], "hidden": 16}))
+    argv = ["scan", "train", "--vision", str(see), "--steps", "4", "--batch-size", "8", "--threads", "1"]
+    argv += ["--params", "examples=64", "hidden=16", "--samples", "2", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    folder = tmp_path / "see" / "scan-beta_vae"
+    assert result["scan_dir"] == str(folder) and (folder / "DONE.json").is_file()
+    payload = torch.load(folder / "model.pt", weights_only=True)
+    assert payload["train_state"]["step"] == 4  # the see stage's trainer: resumable checkpoints
+    assert isinstance(vision.load(folder), SCAN) and "img2sym_heldout_accuracy" in result
+    stamp = (folder / "scan.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert (folder / "scan.json").stat().st_mtime_ns == stamp  # done: neither retrained nor rescored
