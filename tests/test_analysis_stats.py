@@ -173,3 +173,19 @@ def test_ratio_ci_reproducible_and_degenerate() -> None:
     assert "dropped 1 of 2" in (single.reason or "") and "one run" in (single.reason or "")
     with pytest.raises(ConfigError, match="paired"):
         ratio_ci([1.0], [1.0, 2.0])
+
+
+def test_stratified_bootstrap_of_a_gap_between_independent_samples() -> None:
+    """What rliable has no function for (validate's gap between two models' mean scores): each
+    sample resampled on its own, seeded, degenerate inputs named."""
+    from darla.pipelines.analysis.rl_stats import stratified_bootstrap
+
+    a, b = np.array([0.5, 0.6, 0.7, 0.8]), np.array([0.1, 0.2, 0.15])
+    gap = stratified_bootstrap([a, b], lambda s: float(s[0].mean() - s[1].mean()), reps=500, seed=3)
+    assert gap.point == pytest.approx(a.mean() - b.mean()) and gap.low <= gap.point <= gap.high
+    again = stratified_bootstrap([a, b], lambda s: float(s[0].mean() - s[1].mean()), reps=500, seed=3)
+    assert (again.low, again.high) == (gap.low, gap.high)
+    assert gap.low > 0  # the samples do not overlap: the gap's interval excludes 0
+    one = stratified_bootstrap(np.array([1.0]), lambda s: float(s[0].mean()))
+    assert one.point == 1.0 and not one.has_ci and one.reason
+    assert np.isnan(stratified_bootstrap([np.array([])], lambda s: 0.0).point)

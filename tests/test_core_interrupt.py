@@ -51,7 +51,7 @@ WORKER_SCRIPT = textwrap.dedent(
         # SIGINT as a terminal's command has it, or ignored as in a script's background job
         # (`darla run ... &`), which the workers inherit
         signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[2] == "background" else signal.default_int_handler)
-        kind = StageKind("act", "sleepy_stage", "work", "done")  # workers import it by name
+        kind = StageKind("act", "sleepy_stage:work", "sleepy_stage:done")  # workers import it by name
         tasks = [Task(kind, n, out / n, str(out / n)) for n in "ab"]
         try:
             with sigterm_as_interrupt():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from darla.pipelines.analysis.stats import safe_ratio
+from darla.pipelines.analysis.trials import safe_ratio
 
 HELD_OUT_SPLITS = ("target", "ood")
 

@@ -3,8 +3,9 @@
 `darla report --run runs/quick` reads every `<run>/transfer/**/results.json` and writes
 `<run>/report/`: `report.md` (tables and how to read them), `transfer.png` (bar plot with 95%
 CIs, random floor and oracle), `results.csv` (one row per method x domain x seed) and
-`summary.json` (the same numbers for machines). Estimates follow rliable: across seeds, the
-mean (or the interquartile mean with >= 4 seeds) with a seeded stratified-bootstrap CI.
+`summary.json` (the same numbers for machines). Estimates are rliable's: across seeds, the mean
+(or the interquartile mean with >= 4 seeds) with its stratified-bootstrap CI over seeds and
+domains, seeded; ratios take a paired bootstrap over seeds (rliable has none).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from darla import locks
 from darla.artifacts import SPLITS, atomic_write_json, atomic_write_text, read_json
 from darla.cli import Command
 from darla.errors import ConfigError
+from darla.pipelines.analysis.estimate import Interval
 from darla.pipelines.analysis.report_plot import plot
 from darla.pipelines.analysis.report_runs import load_run
-from darla.pipelines.analysis.report_summary import _csv_text, csv_rows, summarise, summary_json
+from darla.pipelines.analysis.report_summary import IQM_MIN_RUNS, _csv_text, csv_rows, summarise, summary_json
 from darla.pipelines.analysis.report_text import markdown, render_table
-from darla.pipelines.analysis.stats import IQM_MIN_RUNS, Estimate
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +87,16 @@ def read_headline(report_dir: Path) -> list[dict[str, Any]]:
             {
                 "method": method,
                 "seeds": len(row["seeds"]),
-                **{s: Estimate(**_none_to_nan(row["splits"][s])).format() for s in SPLITS},
-                "transfer_ratio": Estimate(**_none_to_nan(row["transfer_ratio"])).format(),
-                "to_oracle": Estimate(**_none_to_nan(row["oracle_ratio"])).format(),
+                **{s: Interval(**_none_to_nan(row["splits"][s])).format() for s in SPLITS},
+                "transfer_ratio": Interval(**_none_to_nan(row["transfer_ratio"])).format(),
+                "to_oracle": Interval(**_none_to_nan(row["oracle_ratio"])).format(),
             }
         )
     return rows
 
 
 def _none_to_nan(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (math.nan if v is None and k != "n" else v) for k, v in d.items()}
+    return {k: (math.nan if v is None and k in ("point", "low", "high") else v) for k, v in d.items()}
 
 
 def _command(cfg: ReportConfig) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from darla.artifacts import SPLITS, atomic_save_figure
+from darla.pipelines.analysis.estimate import Interval
 from darla.pipelines.analysis.report_summary import DomainRow
 from darla.pipelines.analysis.report_text import _first_finite
-from darla.pipelines.analysis.stats import Estimate
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -31,7 +31,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 1.2 * len(domain_rows) + 3), 8), constrained_layout=True)
 
     def bars(
-        ax: Any, groups: list[str], est: list[list[Estimate]], floor: list[float], ceil: list[list[float]]
+        ax: Any, groups: list[str], est: list[list[Interval]], floor: list[float], ceil: list[list[float]]
     ) -> None:
         """`ceil[g][m]`: method m's own oracle in group g, drawn over that method's bar only."""
         x = np.arange(len(groups))

@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from darla.artifacts import SPLITS
+from darla.pipelines.analysis.estimate import Interval, missing
 from darla.pipelines.analysis.ratios import HELD_OUT_SPLITS, gap, prefix, ratio_terms
 from darla.pipelines.analysis.report_runs import RunResult
-from darla.pipelines.analysis.stats import (
-    NAN_ESTIMATE,
-    Estimate,
-    aggregate_name,
-    bootstrap_mean_ci,
-    ratio_ci,
-    stratified_aggregate_ci,
-)
+from darla.pipelines.analysis.rl_stats import aggregate_ci, ratio_ci
+
+IQM_MIN_RUNS = 4
+"""With at least this many runs the aggregate over seeds is the IQM, otherwise the mean (as rliable)."""
+
+
+def aggregate_of(n_runs: int, iqm_min_runs: int = IQM_MIN_RUNS) -> str:
+    """The aggregate over `n_runs` runs: rliable's interquartile mean of many, the mean of few."""
+    return "iqm" if n_runs >= iqm_min_runs else "mean"
+
 
 if TYPE_CHECKING:
     from darla.pipelines.analysis.report import ReportConfig
@@ -59,7 +62,7 @@ class DomainRow:
     random: float
     oracle: dict[str, float]
     """mean return of each target-trained agent (by `RunResult.oracle_name`) on this domain"""
-    per_method: dict[str, Estimate]
+    per_method: dict[str, Interval]
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -91,17 +94,19 @@ def summarise(runs: list[RunResult], cfg: ReportConfig) -> dict[str, Any]:
     for method, rs in sorted(methods.items()):
         rs.sort(key=lambda r: r.seed)
         row: dict[str, Any] = {"seeds": [r.seed for r in rs], "n": len(rs)}
-        row["aggregate"] = aggregate_name(len(rs), cfg.iqm_min_runs)
-        splits: dict[str, Estimate] = {}
+        agg = aggregate_of(len(rs), cfg.iqm_min_runs)
+        row["aggregate"] = "IQM" if agg == "iqm" else "mean"
+
+        def over_runs(matrix: list[list[float]], agg: str = agg) -> Interval:
+            """rliable's aggregate of runs x domains with its stratified bootstrap CI."""
+            if not matrix or not matrix[0]:
+                return missing("no domain of this split")
+            return aggregate_ci({"m": np.asarray(matrix, dtype=np.float64)}, aggregate=agg, **opts)["m"]
+
+        splits: dict[str, Interval] = {}
         for split in SPLITS:
-            per_domain = [[r.domain_mean(d) for r in rs] for d in order if domains[d][0] == split]
-            per_domain = [list(_finite(v)) for v in per_domain]
-            per_domain = [v for v in per_domain if v]
-            splits[split] = (
-                stratified_aggregate_ci(per_domain, iqm_min_runs=cfg.iqm_min_runs, **opts)
-                if per_domain
-                else NAN_ESTIMATE
-            )
+            names = [d for d in order if domains[d][0] == split]
+            splits[split] = over_runs([[r.domain_mean(d) for d in names] for r in rs] if names else [])
         row["splits"] = splits
         for split in HELD_OUT_SPLITS:
             p = prefix(split)
@@ -109,22 +114,17 @@ def summarise(runs: list[RunResult], cfg: ReportConfig) -> dict[str, Any]:
             for name in (f"{p}transfer_ratio", f"{p}oracle_ratio", f"{p}normalized_transfer_ratio"):
                 pairs = [t[name] for t in terms if all(math.isfinite(v) for v in t[name])]
                 row[name] = (
-                    ratio_ci([a for a, _ in pairs], [d for _, d in pairs], **opts) if pairs else NAN_ESTIMATE
+                    ratio_ci([a for a, _ in pairs], [d for _, d in pairs], **opts)
+                    if pairs
+                    else missing("no seed with both returns")
                 )
             gaps = [g for g in (gap(split, r.means()) for r in rs) if math.isfinite(g)]
-            row[f"{p}gap"] = (
-                bootstrap_mean_ci(gaps, iqm_min_runs=cfg.iqm_min_runs, **opts) if gaps else NAN_ESTIMATE
-            )
+            row[f"{p}gap"] = over_runs([[g] for g in gaps]) if gaps else missing("no seed with both returns")
         row["random"] = {s: _nanmean([r.split_mean(s, "random") for r in rs]) for s in SPLITS}
         row["oracle"] = {s: _nanmean([r.split_mean(s, "oracle") for r in rs]) for s in SPLITS}
         row["oracle_names"] = sorted({r.oracle_name for r in rs if r.oracle_name})
         row["oracle_domains"] = {d: _nanmean([r.domain_mean(d, "oracle") for r in rs]) for d in order}
-        row["domains"] = {
-            d: bootstrap_mean_ci(
-                _finite([r.domain_mean(d) for r in rs]), iqm_min_runs=cfg.iqm_min_runs, **opts
-            )
-            for d in order
-        }
+        row["domains"] = {d: over_runs([[r.domain_mean(d)] for r in rs]) for d in order}
         method_rows[method] = row
 
     by_oracle: dict[str, list[RunResult]] = defaultdict(list)
@@ -195,7 +195,7 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _estimate_dict(e: Estimate) -> dict[str, Any]:
+def _estimate_dict(e: Interval) -> dict[str, Any]:
     return e.as_dict()
 
 

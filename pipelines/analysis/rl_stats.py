@@ -23,7 +23,7 @@ inside rliable's own bootstrap; the tests compare them with rliable's functions.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -281,3 +281,35 @@ def ratio_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     return Interval(point, float(low), float(high), n, _reason(notes))
+
+
+def stratified_bootstrap(
+    strata: Sequence[np.ndarray] | np.ndarray,
+    statistic: Callable[[list[np.ndarray]], float],
+    *,
+    reps: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """A percentile bootstrap of any `statistic` of independent samples (e.g. the gap between two
+    models' mean scores), each resampled along its first axis on its own: what rliable has no
+    function for. A bare array is one sample; seeded, so the same inputs give the same interval."""
+    check_bootstrap(reps, level)
+    if isinstance(strata, np.ndarray):
+        strata = [strata]
+    arrays = [np.asarray(s, dtype=np.float64) for s in strata]
+    if not arrays or any(a.shape[0] == 0 for a in arrays):
+        return missing("an empty sample")
+    point = float(statistic(arrays))
+    n = min(a.shape[0] for a in arrays)
+    if n < 2:
+        return point_only(point, n, ONE_RUN)
+    rng = np.random.default_rng(seed)
+    indices = [rng.integers(0, a.shape[0], size=(reps, a.shape[0])) for a in arrays]
+    stats = np.array([statistic([a[idx[r]] for a, idx in zip(arrays, indices)]) for r in range(reps)])
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return point_only(point, n, "no finite resample")
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return Interval(point, float(low), float(high), n)

@@ -28,7 +28,6 @@ import numpy as np
 
 from darla.artifacts import (
     StageDir,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     file_hash,
@@ -37,6 +36,13 @@ from darla.artifacts import (
 from darla.cli import Command
 from darla.config import config_hash, dump_yaml, to_dict
 from darla.errors import ConfigError
+from darla.pipelines.analysis.rl_stats import stratified_bootstrap
+from darla.pipelines.analysis.validate_figures import (
+    save_curves,
+    save_mi_figure,
+    save_traversals,
+    traversal_image,
+)
 from darla.runtime import setup_torch
 from darla.seeding import derive_seed, seed_everything
 from darla.vision.trainer import TrainConfig
@@ -224,58 +230,6 @@ def kl_ranking(model: Any, frames: np.ndarray, seed: int) -> tuple[np.ndarray, n
     return reference, order, score
 
 
-def traversal_image(
-    model: Any, ranking: tuple[np.ndarray, np.ndarray, np.ndarray], values: int = 7
-) -> tuple[np.ndarray, list[str]]:
-    """Grey traversal grid (rows = latents by KL, columns = values in [-3, 3] for two seed images)."""
-    import torch
-
-    from darla.vision.figures import tile
-
-    reference, order, score = ranking
-    seeds = reference[:2]
-    with torch.inference_mode():
-        mu, _ = model.posterior(model.to_float(model.as_batch(seeds)))
-        sweep = torch.linspace(-3.0, 3.0, values)
-        rows = []
-        for d in order:
-            z = mu[:, None, :].repeat(1, values, 1)
-            z[:, :, d] = sweep
-            img = model.decode(z.flatten(0, 1)).clamp(0, 1)
-            rows.append((img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    grid = tile(np.concatenate(rows), len(order), values * len(seeds))
-    return grid[..., 0], [f"z{d} KL {score[d]:.2f}" for d in order]
-
-
-def save_traversals(path: Path, panels: list[tuple[str, np.ndarray, list[str]]]) -> None:
-    """One panel per model, latents labelled on the left, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heights = [p[1].shape[0] for p in panels]
-    width = max(p[1].shape[1] for p in panels)
-    fig, axes = plt.subplots(
-        len(panels),
-        1,
-        figsize=(width / 60 + 1.5, sum(heights) / 60 + 0.4 * len(panels)),
-        gridspec_kw={"height_ratios": heights},
-        squeeze=False,
-    )
-    for ax, (title, grid, labels) in zip(axes[:, 0], panels):
-        ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
-        step = (grid.shape[0] - 2) / max(len(labels), 1)
-        ax.set_yticks([2 + step * (i + 0.5) for i in range(len(labels))], labels, fontsize=7)
-        ax.set_xticks([])
-        ax.set_title(title, fontsize=9, loc="left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def train_and_score(
     cfg: ValidateConfig, name: str, seed: int, frames: np.ndarray, root: Path
 ) -> dict[str, Any]:
@@ -401,28 +355,6 @@ def mi_table(
     }
 
 
-def save_mi_figure(path: Path, panels: list[tuple[str, dict[str, Any]]]) -> None:
-    """One heat map per model: rows = latents (by KL), columns = factors, colour = MI / H(factor)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.8, 3.6), squeeze=False)
-    image = None
-    for ax, (title, table) in zip(axes[0], panels):
-        image = ax.imshow(np.array(table["matrix"]), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(table["factors"])), table["factors"], rotation=60, fontsize=7)
-        ax.set_yticks(range(len(table["latents"])), [f"z{d}" for d in table["latents"]], fontsize=7)
-        ax.set_title(title, fontsize=8)
-    if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="MI / H(factor)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 class Curve:
     """Scores along training, kept across a resume (points of another config are dropped)."""
 
@@ -458,12 +390,10 @@ def mean_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summarise(per_model: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     """One entry per model: the mean of each metric over its seeds (the published values are
     means, so never the IQM), with a 95% bootstrap CI."""
-    from darla.pipelines.analysis.stats import bootstrap_ci
-
     out = []
     for name, rows in per_model.items():
         estimates = {
-            m: bootstrap_ci(
+            m: stratified_bootstrap(
                 np.array([r["scores"].get(m, np.nan) for r in rows], dtype=float),
                 lambda s: float(s[0].mean()),
             )
@@ -520,7 +450,6 @@ def ordering(per_model: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, bool
     """The published ordering on MIG (beta_tcvae and factor_vae above vae), on means over seeds,
     and each gap's 95% bootstrap CI (seeds resampled per model): a gap whose CI holds 0 is not
     settled by these seeds."""
-    from darla.pipelines.analysis.stats import bootstrap_ci
 
     def mig(name: str) -> np.ndarray:
         return np.array([r["scores"].get("mig", np.nan) for r in per_model.get(name, [])], dtype=float)
@@ -535,7 +464,7 @@ def ordering(per_model: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, bool
             continue
         key = f"{name}_above_vae_on_mig"
         checks[key] = bool(other.mean() > vae.mean())
-        gap = bootstrap_ci([other, vae], lambda s: float(s[0].mean() - s[1].mean()))
+        gap = stratified_bootstrap([other, vae], lambda s: float(s[0].mean() - s[1].mean()))
         gaps[key] = gap.as_dict()
     return checks, gaps
 
@@ -569,29 +498,6 @@ def write_tables(
     writer.writeheader()
     writer.writerows(table)
     atomic_write_text(root / "results.csv", buf.getvalue())
-
-
-def save_curves(path: Path, rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> None:
-    """One panel per metric: each model's score (mean over seeds) against training steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for row in rows:
-            points = [p for p in row.get("curve") or [] if metric in p]
-            ax.plot([p["step"] for p in points], [p[metric] for p in points], marker="o", label=row["model"])
-        ax.set_xlabel("training step")
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def run(cfg: ValidateConfig) -> dict[str, Any]:

@@ -19,15 +19,17 @@ from darla.registry import Registry
 
 @dataclass(frozen=True)
 class StageKind:
-    """How to run a kind of task and whether one is done (a prediction for logs and displays)."""
+    """How to run a kind of task and whether one is done (a prediction for logs and displays):
+    `run` and `is_done` name functions as 'module:attribute'."""
 
     name: str
-    module: str
     run_name: str
     done_name: str
 
-    def _attr(self, name: str) -> Callable[..., Any]:
-        return getattr(importlib.import_module(self.module), name)
+    @staticmethod
+    def _attr(ref: str) -> Callable[..., Any]:
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def run(self, config: Any, **extra: Any) -> Path:
         return Path(self._attr(self.run_name)(config, **extra))
@@ -37,14 +39,18 @@ class StageKind:
 
 
 STAGE_KINDS: Registry[StageKind] = Registry("stage kind")
-for _kind, _module, _run, _done in (
-    ("see", "darla.pipelines.stages.see", "run_see", "is_see_done"),
-    ("probe", "darla.pipelines.analysis.probe", "run_stage", "is_probe_done"),
-    ("act", "darla.pipelines.stages.act", "run_act", "is_act_done"),
-    ("oracle", "darla.pipelines.stages.act", "run_act", "is_act_done"),
-    ("transfer", "darla.pipelines.stages.transfer", "run_transfer", "is_transfer_done"),
+for _kind, _run, _done in (
+    ("see", "darla.pipelines.stages.see:run_see", "darla.pipelines.stages.see:is_see_done"),
+    ("probe", "darla.pipelines.analysis.probe:run_stage", "darla.pipelines.analysis.probe:is_probe_done"),
+    ("act", "darla.pipelines.stages.act:run_act", "darla.pipelines.stages.act_inputs:is_act_done"),
+    ("oracle", "darla.pipelines.stages.act:run_act", "darla.pipelines.stages.act_inputs:is_act_done"),
+    (
+        "transfer",
+        "darla.pipelines.stages.transfer:run_transfer",
+        "darla.pipelines.stages.transfer:is_transfer_done",
+    ),
 ):
-    STAGE_KINDS.register(_kind, StageKind(_kind, _module, _run, _done))
+    STAGE_KINDS.register(_kind, StageKind(_kind, _run, _done))
 
 
 @dataclass(frozen=True)
