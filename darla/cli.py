@@ -76,6 +76,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "stage 3: zero-shot evaluation on target domains",
     ),
     ("run",): ("darla.pipelines.orchestrate.run:COMMAND", "see -> act -> transfer -> report, resumable"),
+    ("compare",): (
+        "darla.pipelines.orchestrate.compare:COMMAND",
+        "backbone sweeps on local workers or Ray, with the paper-style report",
+    ),
     ("report",): ("darla.pipelines.analysis.report:COMMAND", "tables, CIs and plots from a run folder"),
     ("evaluate",): (
         "darla.pipelines.analysis.evaluate:COMMAND",

@@ -22,6 +22,16 @@ def num_cores() -> int:
         return os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """Cores not busy with other work right now (this machine's cores minus its 1-minute load), at
+    least one: how many worker processes a sweep starts without oversubscribing the machine."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on Unix
+        load = 0.0
+    return max(1, min(num_cores(), round(num_cores() - load)))
+
+
 def resolve_device(device: str = "auto") -> str:
     """'auto' -> 'cuda' when available, else 'cpu'; anything else is checked by torch."""
     import torch

@@ -87,7 +87,7 @@ def test_run_probes_a_family_only_through_factors_its_ground_truth_has() -> None
     env, whose ground truth has other factors) is skipped, not failed after its see stage."""
     import dataclasses
 
-    from darla.pipelines.probe import can_probe
+    from darla.pipelines.analysis.probe import can_probe
 
     family = E.get_family("SeekAvoid")
     assert family.probe_factors == ("good_bearing", "bad_bearing") and can_probe(family)

@@ -18,11 +18,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from darla.artifacts import model_folder_config
+from darla.artifacts import StageDir, atomic_write_json, file_hash, model_folder_config, read_json
 from darla.cli import Command
+from darla.config import to_dict
 from darla.errors import ArtifactError, ConfigError, UnknownNameError
 from darla.registry import unknown_name_message
 from darla.runtime import setup_torch
+from darla.vision.checkpoint import checkpoint_path
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,56 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 1),
         "scores": scores,
     }
+
+
+SCORES_FILE = "scores.json"
+
+
+def metrics_dir(out: Path, model: str) -> Path:
+    """Where a run or sweep keeps a vision model's disentanglement scores: <run>/metrics/<model>/."""
+    return Path(out) / "metrics" / model
+
+
+def metrics_stage(cfg: EvaluateConfig, out: Path) -> StageDir:
+    """The scores as a stage folder of a run: named by the model's weights (by content), so a
+    retrained see stage makes them stale."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("device", "threads", "batch_size", "see")}
+    return StageDir(out, {"evaluate": settings}, inputs={"model_hash": file_hash(checkpoint_path(cfg.see))})
+
+
+@dataclass
+class MetricsStage:
+    """A run's metrics task: score `config.see` and keep the result in `out`."""
+
+    config: EvaluateConfig
+    out: Path
+
+
+def run_metrics_stage(task: MetricsStage) -> Path:
+    """Score the model unless its folder is done with these settings and these weights."""
+    stage = metrics_stage(task.config, task.out)
+    stage.lock()
+    if not stage.is_done():
+        stage.prepare()
+        atomic_write_json(stage.file(SCORES_FILE), run(task.config))
+        stage.mark_done()
+    return stage.path
+
+
+def is_metrics_done(task: MetricsStage) -> bool:
+    try:
+        return metrics_stage(task.config, task.out).is_done()
+    except (ArtifactError, OSError):
+        return False
+
+
+def read_scores(folder: Path) -> dict[str, float] | None:
+    """A finished metrics folder's scores (None when there is none)."""
+    path = Path(folder) / SCORES_FILE
+    if not (Path(folder) / "DONE.json").is_file() or not path.is_file():
+        return None
+    data = read_json(path)
+    return {k: float(v) for k, v in data.get("scores", {}).items()}
 
 
 def render(result: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from darla.pipelines.analysis.report_plot import plot
 from darla.pipelines.analysis.report_runs import load_run
 from darla.pipelines.analysis.report_summary import IQM_MIN_RUNS, _csv_text, csv_rows, summarise, summary_json
 from darla.pipelines.analysis.report_text import markdown, render_table
+from darla.pipelines.analysis.report_trials import write_sweep_section
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class ReportConfig:
 
 
 def write_report(cfg: ReportConfig | str | Path, folders: Sequence[Path] | None = None) -> Path:
-    """Write <run>/report/{report.md, transfer.png, results.csv, summary.json}; returns the folder.
+    """Write <run>/report/{report.md, transfer.png, results.csv, summary.json} and the sweep analysis
+    (sweep/: DARLA's Table 1, backbones, probability of improvement, disentanglement against
+    transfer; tensorboard HParams in <run>/tb/hparams/); returns the folder.
 
     `folders` limits the report to these transfer folders (default: all under <run>/transfer).
     """
@@ -73,7 +76,8 @@ def write_report(cfg: ReportConfig | str | Path, folders: Sequence[Path] | None 
     atomic_write_text(out / "results.csv", _csv_text(csv_rows(runs)))
     atomic_write_json(out / "summary.json", summary_json(summary))
     plot(summary, out / "transfer.png")
-    atomic_write_text(out / "report.md", markdown(summary, runs, run_dir, cfg))
+    sweep = write_sweep_section(runs, run_dir, out, reps=cfg.reps, level=cfg.level, seed=cfg.seed)
+    atomic_write_text(out / "report.md", markdown(summary, runs, run_dir, cfg) + "\n" + sweep)
     logger.info("report: %d policies, %d methods -> %s", len(runs), len(summary["methods"]), out)
     return out
 

@@ -131,7 +131,7 @@ class LocalBackend:
         retries: int = 0,
         keep_going: bool = False,
         pool: Any = None,
-        on_change: Callable[[dict[Path, Outcome], list[Task]], None] | None = None,
+        on_change: Callable[[dict[Path, Outcome], int], None] | None = None,
     ) -> None:
         self.log = log
         self.workers = workers
@@ -169,7 +169,7 @@ class LocalBackend:
         logger.info("[%s] %s: %s after %.1fs", task.kind, task.label, status, seconds)
         error = "".join(traceback.format_exception(exc)).strip()
         entry = {"stage": task.kind, "name": task.label, "path": str(task.folder), "status": status}
-        self.log.record({**entry, "seconds": seconds, "attempt": attempts, "error": error.splitlines()[-1:]})
+        self.log.record({**entry, "seconds": round(seconds, 3), "attempt": attempts, "error": error})
         if status == "interrupted" or not self.keep_going:
             return Outcome(task, status, seconds, attempts, error)
         if attempts <= self.retries:
@@ -214,7 +214,7 @@ class LocalBackend:
                 outcomes[task.folder] = self._settled(task, before, path, seconds, attempts)
                 break
             if self.on_change is not None:
-                self.on_change(outcomes, tasks)
+                self.on_change(outcomes, 0)
         return outcomes
 
     def _parallel(self, tasks: list[Task]) -> dict[Path, Outcome]:
@@ -269,7 +269,7 @@ class LocalBackend:
                         continue
                     outcomes[task.folder] = self._settled(task, before, path, seconds, n)
                 if self.on_change is not None:
-                    self.on_change(outcomes, tasks)
+                    self.on_change(outcomes, len(running))
         except (KeyboardInterrupt, SystemExit) as exc:
             # stop now, not when the running stages end (possibly an hour): each resumes from its
             # checkpoint on the next run, and no worker may write into the run after we return

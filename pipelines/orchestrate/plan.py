@@ -19,6 +19,7 @@ from darla.agents.modes import MODES
 from darla.agents.readouts import LATENT, parse_readout
 from darla.config import from_dict, to_dict
 from darla.errors import ArtifactError, ConfigError
+from darla.pipelines.analysis.evaluate import EvaluateConfig, MetricsStage, metrics_dir
 from darla.pipelines.analysis.probe import ProbeConfig, probe_dir
 from darla.pipelines.orchestrate.tasks import Task, task
 from darla.pipelines.stages.act import act_dir
@@ -133,7 +134,7 @@ def act_config(
     replaces the shared feature_layer and feature_head."""
     data = {
         **to_dict(cfg.act),
-        "env": cfg.env,
+        "env": cfg.family,
         "see": str(see_dir) if see_dir is not None else None,
         "mode": mode,
         "algo": algo,
@@ -188,7 +189,7 @@ def check_readout_layers(cfg: RunConfig) -> None:
         if policy.model and policy.readout:
             layers.setdefault(policy.model, set()).add(parse_readout(policy.readout)[0])
     for model, wanted in layers.items():
-        scfg = SeeConfig.of(cfg.see, env=cfg.env, model=model, out=cfg.out, seed=cfg.seed)
+        scfg = SeeConfig.of(cfg.see, env=cfg.family, model=model, out=cfg.out, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):  # building initialises weights: keep the run's RNG
             try:
                 vision = build(model, image_shape=(scfg.size, scfg.size, 3), **scfg.effective_params())
@@ -212,7 +213,7 @@ def plan_run(cfg: RunConfig, *, threads: int = 0, probe_factors: tuple[str, ...]
     tasks: list[Task] = []
     see_dirs: dict[str, Path] = {}
     if any(MODES.get(m).needs_vision for m in cfg.modes):
-        asked = [SeeConfig.of(cfg.see, env=cfg.env, model=m, out=out, seed=cfg.seed) for m in cfg.models]
+        asked = [SeeConfig.of(cfg.see, env=cfg.family, model=m, out=out, seed=cfg.seed) for m in cfg.models]
         configs = see_closure(asked, cfg.see)
         for scfg in configs:
             scfg.threads = scfg.threads or threads
@@ -231,6 +232,16 @@ def plan_run(cfg: RunConfig, *, threads: int = 0, probe_factors: tuple[str, ...]
                 threads=threads,
             )
             tasks.append(task("probe", model, probe_dir(out, model), pcfg, needs=(see_dir,), cost=0.2))
+
+    if cfg.disentanglement:
+        for model, see_dir in see_dirs.items():
+            ecfg = EvaluateConfig(
+                see=see_dir, seed=cfg.seed, point_scale=cfg.metrics_point_scale, threads=threads
+            )
+            folder = metrics_dir(out, model)
+            tasks.append(
+                task("metrics", model, folder, MetricsStage(ecfg, folder), needs=(see_dir,), cost=0.5)
+            )
 
     def policy_task(kind: str, policy: Policy, root: Path, domains: tuple[str, ...]) -> Task:
         see_dir = see_dirs[policy.model] if policy.model else None

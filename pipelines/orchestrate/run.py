@@ -54,7 +54,10 @@ class RunConfig:
     """Run all stages for every vision model x mode x algorithm x seed, then the report."""
 
     env: str = "SeekAvoid"
-    """env family"""
+    """env family (a darla family, a plug-in's, or any Gymnasium id with RGB frames when `shift` is set)"""
+    shift: str = ""
+    """a pixel shift suite over `env` (colour, distractors, background): the run is on `<env>@<shift>`,
+    the unshifted env and the suite's mild levels as sources, held-out levels as targets"""
     out: Path = Path("runs/quick")
     """run folder (see/, act/, oracle/, transfer/, report/)"""
     seed: int = 0
@@ -86,6 +89,11 @@ class RunConfig:
     probe_frames: int = 400
     """frames per domain for `darla probe` of every vision model (linear probes of the objects'
     bearings, fitted on the sources, scored per domain; in the report); 0: no probe"""
+    disentanglement: bool = False
+    """also score every vision model's disentanglement (MIG, DCI, FactorVAE score, SAP, modularity) on
+    the env family's own ground truth (`darla evaluate`), for the report's disentanglement-vs-transfer"""
+    metrics_point_scale: float = 0.1
+    """with `disentanglement`: the metrics' point counts relative to disentanglement_lib's (1: theirs)"""
     report: bool = True
     """write the report at the end"""
     jobs: int = 1
@@ -101,8 +109,17 @@ class RunConfig:
 
     hash_exclude: ClassVar[tuple[str, ...]] = ("out", "jobs")
 
+    @property
+    def family(self) -> str:
+        """The env family the run is on: `env`, or `env@shift`."""
+        return f"{self.env}@{self.shift}" if self.shift else self.env
+
     def validate(self) -> None:
-        get_family(self.env)
+        if "@" in self.env and self.shift:
+            raise ConfigError(f"env {self.env!r} already names a shift; drop --shift {self.shift}")
+        get_family(self.family)
+        if not self.metrics_point_scale > 0:
+            raise ConfigError(f"metrics_point_scale must be > 0, got {self.metrics_point_scale}")
         for name, values, registry in (
             ("models", self.models, MODELS),
             ("modes", self.modes, MODES),
@@ -154,7 +171,7 @@ class RunConfig:
 
     def target_domains(self) -> tuple[str, ...]:
         """The env family's target domains (where the oracles train)."""
-        return tuple(get_family(self.env).splits["target"])
+        return tuple(get_family(self.family).splits["target"])
 
     @property
     def planned_oracle_modes(self) -> tuple[str, ...]:
@@ -171,7 +188,7 @@ def run_all(cfg: RunConfig) -> Path:
     # process ends; the lock goes with the process however it ends
     locks.hold(out)
     atomic_write_text(out / RUN_CONFIG, dump_yaml(cfg))
-    family = get_family(cfg.env)
+    family = get_family(cfg.family)
     started = time.perf_counter()
     jobs = cfg.jobs or num_cores()
     # threads=0 means all cores: with several jobs each gets its share, or their threads would spin

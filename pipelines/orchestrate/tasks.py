@@ -49,6 +49,11 @@ for _kind, _run, _done in (
         "darla.pipelines.stages.transfer:run_transfer",
         "darla.pipelines.stages.transfer:is_transfer_done",
     ),
+    (
+        "metrics",
+        "darla.pipelines.analysis.evaluate:run_metrics_stage",
+        "darla.pipelines.analysis.evaluate:is_metrics_done",
+    ),
 ):
     STAGE_KINDS.register(_kind, StageKind(_kind, _run, _done))
 
@@ -74,7 +79,7 @@ class Task:
 
     @property
     def kind(self) -> str:
-        """see, probe, act, oracle (an act on the target domains) or transfer"""
+        """see, probe, metrics, act, oracle (an act on the target domains) or transfer"""
         return self.stage.name
 
     def is_done(self) -> bool:
