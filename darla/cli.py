@@ -22,12 +22,15 @@ from typing import Any, Literal, get_args, get_origin
 from darla import locks
 from darla.artifacts import check_out
 from darla.config import (
+    STAGE_SECTIONS,
     build_config,
     dump_yaml,
     leaf_fields,
     load_yaml,
     merge,
+    preset_env_settings,
     preset_names,
+    preset_section,
     set_dotted,
     strip_optional,
 )
@@ -205,13 +208,37 @@ def parse_config(command: Command, argv: Sequence[str]) -> tuple[Any, argparse.N
             f"--config {ns.config} holds {kind}; a config file is a mapping of fields, e.g. "
             "`seed: 1` or `train: {steps: 500}`"
         )
+    values = merge(file_values, overrides)
+    preset = getattr(ns, "preset", None)
+    envs = _envs_of(values, preset, command)
+    if len(envs) > 1 and "env_settings" in {f.name for f in dataclasses.fields(command.config)}:
+        values = merge({"env_settings": _per_env_settings(preset, envs, values)}, values)
+    one_env = envs[0] if len(envs) == 1 else None
     cfg: Any = build_config(
-        command.config,
-        preset=getattr(ns, "preset", None),
-        section=command.section,
-        overrides=merge(file_values, overrides),
+        command.config, preset=preset, section=command.section, overrides=values, env=one_env
     )
     return cfg, ns
+
+
+def _envs_of(values: dict[str, Any], preset: str | None, command: Command) -> list[str]:
+    """The env families a command runs on, for the preset's per-env settings (none known: e.g. an act
+    that takes its env from its see folder)."""
+    env = values.get("env", preset_section(preset, command.section).get("env"))
+    envs = [str(e) for e in env] if isinstance(env, (list, tuple)) else ([str(env)] if env else [])
+    shift = values.get("shift")
+    return [f"{e}@{shift}" for e in envs] if shift else envs
+
+
+def _per_env_settings(preset: str | None, envs: list[str], values: dict[str, Any]) -> dict[str, Any]:
+    """A sweep over several envs: each env's preset overrides, under the stage settings given on the
+    command line or in --config (those apply to every env)."""
+    given = {s: values[s] for s in STAGE_SECTIONS if s in values}
+    out = {}
+    for env in envs:
+        own = {s: v for s, v in preset_env_settings(preset, env).items() if s in STAGE_SECTIONS}
+        if own:
+            out[env.split("@")[0]] = merge(own, given)
+    return out
 
 
 def _unknown_arguments(command: Command, parser: argparse.ArgumentParser, extra: list[str]) -> str:

@@ -253,23 +253,51 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def preset_section(preset: str | None, section: str) -> dict[str, Any]:
-    """The `section` mapping of preset `preset` (empty when the preset says nothing about it)."""
-    if preset is None:
-        return {}
+STAGE_SECTIONS = ("see", "act", "transfer")
+"""Preset sections that `run` and `compare` nest (`run.act` is the act section's settings)."""
+
+
+def _preset_data(preset: str) -> dict[str, Any]:
     names = preset_names()
     if preset not in names:
         raise UnknownNameError(unknown_name_message("preset", preset, names))
     text = (resources.files("darla") / "presets" / f"{preset}.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    return dict(data.get(section) or {})
+    return dict(yaml.safe_load(text) or {})
+
+
+def preset_env_settings(preset: str | None, env: str) -> dict[str, Any]:
+    """Preset `preset`'s `envs.<env>` overrides (a family's own budget: CarRacing's longer rollouts,
+    Reaching's shorter episodes), by section; a shifted family (`CarRacing@colour`) takes its base's."""
+    if preset is None:
+        return {}
+    per_env = dict(_preset_data(preset).get("envs") or {})
+    return dict(per_env.get(env) or per_env.get(env.split("@")[0]) or {})
+
+
+def preset_section(preset: str | None, section: str, env: str | None = None) -> dict[str, Any]:
+    """The `section` mapping of preset `preset` (empty when the preset says nothing about it), with the
+    preset's overrides for the env family `env`: `envs.<env>.<section>` for any command, and
+    `envs.<env>.{see,act,transfer}` nested into `run` and `compare`."""
+    if preset is None:
+        return {}
+    values = dict(_preset_data(preset).get(section) or {})
+    overrides = preset_env_settings(preset, env) if env else {}
+    values = merge(values, dict(overrides.get(section) or {}))
+    if section in ("run", "compare"):
+        values = merge(values, {s: overrides[s] for s in STAGE_SECTIONS if s in overrides})
+    return values
 
 
 def build_config(
-    cls: type[C], *, preset: str | None = None, section: str, overrides: dict[str, Any] | None = None
+    cls: type[C],
+    *,
+    preset: str | None = None,
+    section: str,
+    overrides: dict[str, Any] | None = None,
+    env: str | None = None,
 ) -> C:
-    """Defaults <- preset section <- overrides, validated."""
-    data = merge(preset_section(preset, section), overrides or {})
+    """Defaults <- preset section (with its overrides for `env`) <- overrides, validated."""
+    data = merge(preset_section(preset, section, env), overrides or {})
     return from_dict(cls, data)
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from darla import locks
+from darla.agents.modes import MODES
 from darla.artifacts import atomic_write_text
 from darla.cli import Command
-from darla.config import dump_yaml
+from darla.config import STAGE_SECTIONS, dump_yaml, from_dict, merge, to_dict
 from darla.envs import get_family
 from darla.errors import ConfigError, DarlaError
 from darla.pipelines.analysis.probe import can_probe
@@ -68,6 +69,9 @@ class CompareConfig(RunConfig):
     """ray: a folder every node reads and writes (a shared filesystem); default: --out"""
     retries: int = 1
     """times a failing task is tried again before it is recorded as failed"""
+    env_settings: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """per-env see/act/transfer settings over the shared ones, e.g. {CarRacing: {act: {n_envs: 8}}}
+    (a preset's `envs:` section fills it when a sweep has several envs; your flags still win)"""
 
     hash_exclude: ClassVar[tuple[str, ...]] = ("out", "jobs", "backend", "address", "storage", "retries")
 
@@ -80,10 +84,19 @@ class CompareConfig(RunConfig):
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
         for mode in self.baselines:
-            from darla.agents.modes import MODES
-
             if MODES.get(mode).needs_vision:
                 raise ConfigError(f"baseline {mode!r} needs a vision model: put it in --modes")
+        for env in self.env_settings:
+            if env not in self.env and env.split("@")[0] not in self.env:
+                raise ConfigError(
+                    f"env_settings names env {env!r}, which is not swept; envs: {list(self.env)}"
+                )
+        for env, settings in self.env_settings.items():
+            unknown = sorted(set(settings) - set(STAGE_SECTIONS))
+            if unknown:
+                raise ConfigError(
+                    f"env_settings[{env!r}] has {unknown}; per-env settings are {list(STAGE_SECTIONS)}"
+                )
         for run in self.runs():
             run.validate()
 
@@ -98,6 +111,7 @@ class CompareConfig(RunConfig):
             RunConfig(
                 **{
                     **shared,
+                    **self._stage_settings(env),
                     "env": env,
                     "modes": modes,
                     "out": out if len(self.env) == 1 else out / _slug(env),
@@ -105,6 +119,17 @@ class CompareConfig(RunConfig):
             )
             for env in self.env
         ]
+
+    def _stage_settings(self, env: str) -> dict[str, Any]:
+        """The see/act/transfer settings of `env`: the shared ones under its `env_settings`."""
+        own = self.env_settings.get(env) or self.env_settings.get(env.split("@")[0]) or {}
+        return {
+            section: from_dict(
+                type(getattr(self, section)), merge(to_dict(getattr(self, section)), own[section])
+            )
+            for section in STAGE_SECTIONS
+            if section in own
+        }
 
 
 def _slug(env: str) -> str:
