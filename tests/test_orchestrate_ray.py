@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from darla.errors import ConfigError, TrainingError
 from darla.pipelines.analysis.probe import can_probe
 from darla.pipelines.orchestrate.local import LocalBackend, RunLog, read_run_log
 from darla.pipelines.orchestrate.plan import plan_run
-from darla.pipelines.orchestrate.ray_backend import INSTALL_HINT, RayBackend
+from darla.pipelines.orchestrate.ray_backend import RayBackend
+from darla.pipelines.orchestrate.ray_cluster import INSTALL_HINT, check_reachable
 from darla.pipelines.orchestrate.run import RunConfig
 from darla.pipelines.orchestrate.tasks import StageKind, Task
 
@@ -129,11 +131,13 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(stages), saved) if p)  # Ray's workers
     sys.path.insert(0, str(stages))  # the driver predicts whether a stage is done
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         yield ray
     finally:
         ray.shutdown()
+        signal.signal(signal.SIGTERM, sigterm)
         sys.path.remove(str(stages))
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
@@ -388,3 +392,12 @@ def test_without_ray_the_backend_says_how_to_install_it(
         RayBackend(RunLog(tmp_path)).execute([stage(tmp_path, "a")])
     assert str(err.value) == INSTALL_HINT
     assert "pip install -e '.[ray]'" in INSTALL_HINT
+
+
+def test_a_wrong_cluster_address_is_refused_at_once() -> None:
+    """Ray itself would retry an address where nothing answers for many minutes."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]'; '.[test]' has it)")
+    with pytest.raises(ConfigError, match=re.escape("nothing answers at the Ray address '127.0.0.1:1'")):
+        check_reachable("127.0.0.1:1", timeout=2.0)
+    with pytest.raises(ConfigError, match="the Ray address 'head-node' is not 'auto' or HOST:PORT"):
+        check_reachable("head-node")

@@ -19,11 +19,7 @@ import contextlib
 import logging
 import os
 import re
-import signal
-import socket
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,50 +35,24 @@ from darla.pipelines.orchestrate.local import (
     join_run,
     timed_task,
 )
+from darla.pipelines.orchestrate.ray_cluster import (
+    check_cluster,
+    check_storage,
+    connect,
+    gpus_for,
+    import_ray,
+)
 from darla.pipelines.orchestrate.tasks import Task
-from darla.runtime import num_cores
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "the ray backend needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]>=2.9')"
 GRACE = 60.0
 """seconds an interrupted stage has to save its checkpoint before its worker is killed"""
-NODE_CHECK_TIMEOUT = 120.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StageInterrupted(KeyboardInterrupt):
     """A stage stopped by an interrupt on its Ray worker (recorded as 'interrupted')."""
-
-
-def import_ray() -> Any:
-    """The `ray` module, or a ConfigError saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-    return ray
-
-
-def gpus_for(task: Task) -> float:
-    """1 when the task's config asks for a CUDA device (`device: cuda`), else 0. Ray shows the task
-    only the GPU it reserved, so the stage sees it as `cuda` (`cuda:0`)."""
-    return 1.0 if str(getattr(task.config, "device", "cpu")).startswith("cuda") else 0.0
-
-
-def check_storage(tasks: list[Task], storage: Path) -> Path:
-    """Every folder the tasks write or read lies under `storage` (resolved and returned)."""
-    root = Path(storage).resolve()
-    for task in tasks:
-        for folder in (task.folder, *task.needs):
-            path = Path(folder).resolve()
-            if path != root and root not in path.parents:
-                raise ConfigError(
-                    f"stage {task.label} uses {folder}, outside the Ray storage folder {root}: every "
-                    "Ray node reads and writes the run's folders there (a shared filesystem path); "
-                    "put the run's --out under it, or set --storage to a folder that holds it"
-                )
-    return root
 
 
 def run_on_worker(task: Task, level: str, inside: str | None, cwd: str, *upstream: Any) -> tuple[Path, float]:
@@ -93,15 +63,6 @@ def run_on_worker(task: Task, level: str, inside: str | None, cwd: str, *upstrea
         os.chdir(cwd)
     join_run(level, inside)
     return timed_task(task)
-
-
-def probe_node(marker: str, token: str, cwd: str) -> dict[str, Any]:
-    """What one node sees: the command's marker file in the storage folder, its working folder."""
-    try:
-        seen = Path(marker).read_text() == token
-    except OSError:
-        seen = False
-    return {"host": socket.gethostname(), "storage": seen, "cwd": os.path.isdir(cwd)}
 
 
 class RayBackend(Backend):
@@ -135,107 +96,16 @@ class RayBackend(Backend):
         storage = check_storage(tasks, self.storage or self.log.out)
         if not tasks:
             return {}
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"num_cpus must be >= 1 (or unset: every core), got {self.num_cpus}")
         ray = self._ray = import_ray()
-        started = self._connect(ray)
+        started = connect(ray, self.address, self.num_cpus)
         try:
-            self._check_cluster(tasks, storage)
+            check_cluster(ray, tasks, storage)
             return _Execution(self, tasks).run()
         finally:
             if started:
                 ray.shutdown()
-
-    def _connect(self, ray: Any) -> bool:
-        """Connect to Ray; True when this call started the local instance it is connected to."""
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise ConfigError(f"num_cpus must be >= 1 (or unset: every core), got {self.num_cpus}")
-        if ray.is_initialized():  # connected already (a notebook, a test session): use it as it is
-            return False
-        # ray.init replaces the SIGTERM handler with an exit: keep darla's, which stops the stages
-        # with a checkpoint as Ctrl-C does (`sigterm_as_interrupt`)
-        on_main = threading.current_thread() is threading.main_thread()
-        sigterm = signal.getsignal(signal.SIGTERM) if on_main else None
-        try:
-            return self._init(ray)
-        finally:
-            if sigterm is not None:
-                signal.signal(signal.SIGTERM, sigterm)
-
-    def _init(self, ray: Any) -> bool:
-        if self.address:
-            if self.num_cpus is not None:
-                raise ConfigError(
-                    "num_cpus sizes a local Ray instance; a cluster's CPUs are set where it was started "
-                    "(`ray start --num-cpus N`)"
-                )
-            try:
-                ray.init(address=self.address, logging_level=logging.WARNING)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise ConfigError(
-                    f"cannot connect to Ray at {self.address!r}: {exc}. Start a cluster with `ray start "
-                    "--head` (then --address auto), or leave --address empty for a local instance"
-                ) from None
-            return False
-        cpus = self.num_cpus or num_cores()
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
-        logger.info("started a local Ray instance with %d CPUs", cpus)
-        return True
-
-    def _check_cluster(self, tasks: list[Task], storage: Path) -> None:
-        """Fail now, not hours in: a stage asks for more than any node has (Ray would queue it
-        forever), or a node does not see the storage folder (or, for relative paths, the
-        command's working folder)."""
-        ray = self._ray
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        most_cpus = max((n["Resources"].get("CPU", 0.0) for n in nodes), default=0.0)
-        gpus = ray.cluster_resources().get("GPU", 0.0)
-        for task in tasks:
-            if task.cpus > most_cpus:
-                raise ConfigError(
-                    f"stage {task.label} asks for {task.cpus:g} CPUs; the largest Ray node has {most_cpus:g}"
-                )
-            if gpus_for(task) and gpus < 1:
-                raise ConfigError(
-                    f"stage {task.label} asks for a GPU (device {task.config.device!r}) and the Ray "
-                    "cluster has none: set its device to cpu (or auto)"
-                )
-        token = uuid.uuid4().hex
-        marker = storage / f".darla-ray-{token}"
-        storage.mkdir(parents=True, exist_ok=True)
-        marker.write_text(token)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        probe = ray.remote(probe_node)
-        try:
-            refs = [
-                probe.options(
-                    num_cpus=0,
-                    max_retries=0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-                ).remote(str(marker), token, os.getcwd())
-                for node in nodes
-            ]
-            try:
-                views = ray.get(refs, timeout=NODE_CHECK_TIMEOUT)
-            except ray.exceptions.GetTimeoutError:
-                raise ConfigError(
-                    f"a Ray node did not answer within {NODE_CHECK_TIMEOUT:g}s (checking that it sees {storage})"
-                ) from None
-        finally:
-            marker.unlink(missing_ok=True)
-        relative = any(not t.folder.is_absolute() for t in tasks)
-        for node, view in zip(nodes, views):
-            where = f"{view['host']} ({node['NodeManagerAddress']})"
-            if not view["storage"]:
-                raise ConfigError(
-                    f"Ray node {where} does not see the storage folder {storage}: the ray backend needs "
-                    "a folder every node reads and writes at the same path (a shared filesystem); set "
-                    "--storage to one and put the run's --out under it"
-                )
-            if relative and not view["cwd"]:
-                raise ConfigError(
-                    f"Ray node {where} has no folder {os.getcwd()}, where the run's relative paths start: "
-                    f"give --out as an absolute path under {storage}"
-                )
 
     def _traceback(self, exc: BaseException) -> str:
         """A stage's own traceback as its worker printed it; for a lost worker or node, Ray's word."""
