@@ -103,7 +103,7 @@ def test_a_failing_trial_is_retried_recorded_and_the_others_finish(
     assert len(attempts) == 3
     log = read_run_log(out)
     failed = [e for e in log if e["status"] == "failed"]
-    assert len(failed) == 3 and all("FloatingPointError" in e["error"] for e in failed)  # tracebacks kept
+    assert len(failed) == 3 and all("FloatingPointError" in e["traceback"] for e in failed)  # tracebacks kept
     done = {(e["stage"], e["name"]) for e in log if e["status"] == "ran"}
     assert {
         ("act", "beta_vae/frozen/ppo/s0"),

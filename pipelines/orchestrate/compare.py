@@ -31,6 +31,7 @@ from darla.pipelines.analysis.report import ReportConfig, read_headline, render_
 from darla.pipelines.orchestrate.display import SweepDisplay
 from darla.pipelines.orchestrate.local import LocalBackend, Outcome, RunLog
 from darla.pipelines.orchestrate.plan import check_readout_layers, plan_run
+from darla.pipelines.orchestrate.ray_backend import RayBackend
 from darla.pipelines.orchestrate.run import RUN_CONFIG, RunConfig
 from darla.pipelines.orchestrate.tasks import Task
 from darla.registry import check_choice
@@ -64,7 +65,7 @@ class CompareConfig(RunConfig):
     backend: Literal["local", "ray"] = "local"
     """where tasks run: local worker processes, or a Ray cluster (pip install -e '.[ray]')"""
     address: str = ""
-    """ray: 'auto' (a running cluster), HOST:PORT, or empty to start a local Ray instance"""
+    """ray: 'auto' (a running cluster), HOST:PORT, or empty to start a Ray instance on this machine"""
     storage: Path | None = None
     """ray: a folder every node reads and writes (a shared filesystem); default: --out"""
     retries: int = 1
@@ -138,13 +139,7 @@ def _slug(env: str) -> str:
 
 def backend_for(cfg: CompareConfig, log: RunLog, display: SweepDisplay) -> Any:
     """The backend that runs the sweep's tasks (local worker processes sized to the free cores)."""
-    if cfg.backend == "ray":
-        try:
-            from darla.pipelines.orchestrate.ray_backend import RayBackend
-        except ImportError as exc:
-            raise ConfigError(
-                f"the ray backend needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]>=2.9'); {exc}"
-            ) from None
+    if cfg.backend == "ray":  # Ray itself is imported when the backend connects (a clear error without it)
         return RayBackend(
             log,
             address=cfg.address,

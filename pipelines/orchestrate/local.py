@@ -110,46 +110,55 @@ def _stop_workers(running: list[Future[Any]], tell: bool, grace: float = 60.0) -
         proc.terminate()
 
 
+def join_run(level: str, inside: str | None) -> None:
+    """For a process that runs stages for a run (a local worker, a Ray task): log at the run's
+    `level`; `inside`: the run folder its command holds, so that our stages write inside its lock."""
+    setup_logging(level)
+    if inside is not None:
+        locks.inherit([inside])
+
+
 def _worker_init(level: str, parent_pid: int, inside: str | None = None) -> None:
     # _stop_workers interrupts a worker with SIGINT, so it must take it even when the command
     # inherited SIGINT ignored (a script's `darla run ... &`): else no stage saves its checkpoint
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    setup_logging(level)
     exit_with_parent(parent_pid)
-    if inside is not None:  # the parent holds the run folder: our stages write inside its lock
-        locks.inherit([inside])
+    join_run(level, inside)
 
 
-class LocalBackend:
-    """Runs a plan here: in this process with `workers` <= 1 (in plan order), else in worker processes."""
+OnChange = Callable[[dict[Path, Outcome], int], None]
+"""Called as outcomes settle: (outcomes so far, tasks running now), e.g. a SweepDisplay."""
+
+
+class Backend:
+    """What every backend shares: the outcome of each task, its run_log.jsonl entries and logs,
+    retries, and which tasks a failure blocks. A backend adds `execute(tasks)`."""
 
     def __init__(
-        self,
-        log: RunLog,
-        workers: int = 1,
-        *,
-        retries: int = 0,
-        keep_going: bool = False,
-        pool: Any = None,
-        on_change: Callable[[dict[Path, Outcome], int], None] | None = None,
+        self, log: RunLog, *, retries: int = 0, keep_going: bool = False, on_change: OnChange | None = None
     ) -> None:
         self.log = log
-        self.workers = workers
         self.retries = retries
         self.keep_going = keep_going
-        self.pool = pool
         self.on_change = on_change
 
     # ------------------------------------------------------------------ logging
     def _announce(self, task: Task) -> int | None:
         before = done_mtime(task.folder)
+        self._say_running(task, before)
+        return before
+
+    def _say_running(self, task: Task, before: int | None) -> None:
         try:
             expect_skip = before is not None and task.is_done()
         except Exception:  # a prediction only decides the log line; the stage itself decides
             expect_skip = False
         if not expect_skip:
             logger.info("[%s] %s: running", task.kind, task.label)
-        return before
+
+    def _traceback(self, exc: BaseException) -> str:
+        """The text recorded for a failure (a backend whose tasks fail elsewhere gives theirs)."""
+        return "".join(traceback.format_exception(exc)).strip()
 
     def _settled(self, task: Task, before: int | None, path: Path, seconds: float, attempts: int) -> Outcome:
         skipped = before is not None and done_mtime(path) == before
@@ -167,28 +176,51 @@ class LocalBackend:
         """Record a failure; None when it will be retried."""
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         logger.info("[%s] %s: %s after %.1fs", task.kind, task.label, status, seconds)
-        error = "".join(traceback.format_exception(exc)).strip()
+        error = self._traceback(exc)
         entry = {"stage": task.kind, "name": task.label, "path": str(task.folder), "status": status}
-        self.log.record({**entry, "seconds": round(seconds, 3), "attempt": attempts, "error": error})
+        last = error.splitlines()[-1:]
+        summary = last[0] if last else repr(exc)
+        self.log.record(
+            {**entry, "seconds": round(seconds, 3), "attempt": attempts, "error": last, "traceback": error}
+        )
         if status == "interrupted" or not self.keep_going:
             return Outcome(task, status, seconds, attempts, error)
         if attempts <= self.retries:
-            logger.warning("[%s] %s failed (attempt %d), retrying: %s", task.kind, task.label, attempts, exc)
+            logger.warning(
+                "[%s] %s failed (attempt %d), retrying: %s", task.kind, task.label, attempts, summary
+            )
             return None
         self.log.counts["failed"] += 1
-        logger.error("[%s] %s failed after %d attempt(s): %s", task.kind, task.label, attempts, exc)
+        logger.error("[%s] %s failed after %d attempt(s): %s", task.kind, task.label, attempts, summary)
         return Outcome(task, "failed", seconds, attempts, error)
 
-    # ------------------------------------------------------------------ running
+    def _blocked(self, task: Task, outcomes: dict[Path, Outcome]) -> bool:
+        return any(n in outcomes and outcomes[n].status in ("failed", "blocked") for n in task.needs)
+
+
+class LocalBackend(Backend):
+    """Runs a plan here: in this process with `workers` <= 1 (in plan order), else in worker processes."""
+
+    def __init__(
+        self,
+        log: RunLog,
+        workers: int = 1,
+        *,
+        retries: int = 0,
+        keep_going: bool = False,
+        pool: Any = None,
+        on_change: OnChange | None = None,
+    ) -> None:
+        super().__init__(log, retries=retries, keep_going=keep_going, on_change=on_change)
+        self.workers = workers
+        self.pool = pool
+
     def execute(self, tasks: list[Task]) -> dict[Path, Outcome]:
         """Run every task (a failure raises unless `keep_going`); folder -> outcome."""
         check_order(tasks)
         if self.workers <= 1 or len(tasks) <= 1:
             return self._serial(tasks)
         return self._parallel(tasks)
-
-    def _blocked(self, task: Task, outcomes: dict[Path, Outcome]) -> bool:
-        return any(n in outcomes and outcomes[n].status in ("failed", "blocked") for n in task.needs)
 
     def _serial(self, tasks: list[Task]) -> dict[Path, Outcome]:
         outcomes: dict[Path, Outcome] = {}
