@@ -103,6 +103,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
         "darla.pipelines.bench.shift:COMMAND",
         "benchmark pixel shift suites: wrapped / unwrapped env steps/s",
     ),
+    ("bench", "compare"): (
+        "darla.pipelines.bench.compare:COMMAND",
+        "benchmark sweeps: N independent trials on 1 vs 2 local workers, and on Ray",
+    ),
     ("scan", "train"): (
         "darla.pipelines.scan:TRAIN",
         "SCAN: ground env-factor symbols in a frozen vision model",
