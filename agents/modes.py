@@ -38,6 +38,16 @@ class Mode:
     """time per env step relative to frozen (a scheduling hint: `darla run` starts long stages first)"""
     frozen_features: ClassVar[bool] = False
     """the policy reads a frozen encoder's features (what act's `feature_norm` standardises)"""
+    min_size: ClassVar[int] = 0
+    """the smallest frame side the policy's network takes (0: any)"""
+
+    def check_frame_size(self, height: int, width: int) -> None:
+        """Refuse frames the policy's network cannot take (a run checks its see size before it starts)."""
+        if min(height, width) < self.min_size:
+            raise ConfigError(
+                f"mode {self.name!r} uses a network that needs frames of at least "
+                f"{self.min_size}x{self.min_size}; got {height}x{width} (set see.size >= {self.min_size})"
+            )
 
     def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         raise NotImplementedError
@@ -135,15 +145,11 @@ class PixelsMode(_ImageMode):
     name = "pixels"
     needs_vision = False
     cost = 1.5  # ~240 env steps/s
-    MIN_SIZE: ClassVar[int] = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
+    min_size = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
 
     def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         h, w = venv.observation_space.shape[:2]  # type: ignore[index]
-        if min(h, w) < self.MIN_SIZE:
-            raise ConfigError(
-                f"mode 'pixels' uses NatureCNN, which needs frames of at least "
-                f"{self.MIN_SIZE}x{self.MIN_SIZE}; got {h}x{w}"
-            )
+        self.check_frame_size(h, w)
         return super().wrap_env(venv, vision)
 
     def policy_kwargs(self, vision_checkpoint: str | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from darla import locks
+from darla.cli import main
 from darla.config import build_config
 from darla.envs import get_family
 from darla.errors import ConfigError, TrainingError
@@ -401,3 +402,27 @@ def test_a_wrong_cluster_address_is_refused_at_once() -> None:
         check_reachable("127.0.0.1:1", timeout=2.0)
     with pytest.raises(ConfigError, match="the Ray address 'head-node' is not 'auto' or HOST:PORT"):
         check_reachable("head-node")
+
+
+def test_darla_compare_on_ray_gives_the_local_sweeps_numbers(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`darla compare --backend ray` (on the session's instance) and the local backend: the same
+    stages, the same results.json numbers, a report from each."""
+    config = tmp_path / "tiny.yaml"
+    tiny = {**TINY, "see": {**TINY["see"], "size": 36}}  # the pixel baseline's NatureCNN needs 36 px
+    config.write_text(json.dumps({**tiny, "oracle": False, "disentanglement": False, "baselines": ["pixels"]}))
+    sweeps = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / backend
+        argv = ["compare", "--preset", "smoke", "--config", str(config), "--backend", backend, "--out", str(out)]
+        assert main([*argv, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert result["failed"] == {} and result["blocked"] == []
+        assert (out / "report" / "report.md").is_file()
+        sweeps[backend] = {
+            str(p.relative_to(out)): _numbers(p, out)
+            for p in sorted((out / "transfer").rglob("results.json"))
+            if ".episodes" not in p.parts
+        }
+    assert sweeps["ray"] == sweeps["local"] and len(sweeps["ray"]) == 2  # beta_vae frozen and pixels

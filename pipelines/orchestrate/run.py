@@ -129,6 +129,8 @@ class RunConfig:
                 raise ConfigError(f"run {name} must not repeat, got {list(values)}")
             for value in values:
                 registry.get(value)
+        for mode in self.modes:
+            MODES.get(mode).check_frame_size(self.see.size, self.see.size)
         if len(set(self.readouts)) != len(self.readouts):
             raise ConfigError(f"run readouts must not repeat, got {list(self.readouts)}")
         for spec in self.readouts:
