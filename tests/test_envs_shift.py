@@ -375,3 +375,16 @@ def test_a_process_that_rendered_cartpole_still_dies_on_sigterm() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == -15 and "survived" not in result.stdout
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "MiniWorld-OneRoom-v0"])
+def test_darla_run_smoke_on_a_shifted_env(tmp_path: Path, env: str) -> None:
+    """The issue's command, as a user runs it: a classic-control env rendered to pixels and a
+    MiniWorld task, each under the colour suite, through see -> act -> transfer -> report."""
+    out = tmp_path / "run"
+    assert main(["run", "--env", env, "--shift", "colour", "--preset", "smoke", "--out", str(out)]) == 0
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"beta_vae_dae/frozen/ppo", "pixels/ppo"}
+    rows = (out / "report" / "results.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[5] for row in rows} == set(LEVELS)  # every level of the suite evaluated
+    assert {row.split(",")[6] for row in rows} == {"source", "target", "ood"}
