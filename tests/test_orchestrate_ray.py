@@ -411,11 +411,23 @@ def test_darla_compare_on_ray_gives_the_local_sweeps_numbers(
     stages, the same results.json numbers, a report from each."""
     config = tmp_path / "tiny.yaml"
     tiny = {**TINY, "see": {**TINY["see"], "size": 36}}  # the pixel baseline's NatureCNN needs 36 px
-    config.write_text(json.dumps({**tiny, "oracle": False, "disentanglement": False, "baselines": ["pixels"]}))
+    config.write_text(
+        json.dumps({**tiny, "oracle": False, "disentanglement": False, "baselines": ["pixels"]})
+    )
     sweeps = {}
     for backend in ("local", "ray"):
         out = tmp_path / backend
-        argv = ["compare", "--preset", "smoke", "--config", str(config), "--backend", backend, "--out", str(out)]
+        argv = [
+            "compare",
+            "--preset",
+            "smoke",
+            "--config",
+            str(config),
+            "--backend",
+            backend,
+            "--out",
+            str(out),
+        ]
         assert main([*argv, "--json"]) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert result["failed"] == {} and result["blocked"] == []
