@@ -40,12 +40,14 @@ class Mode:
     """the policy reads a frozen encoder's features (what act's `feature_norm` standardises)"""
     min_size: ClassVar[int] = 0
     """the smallest frame side the policy's network takes (0: any)"""
+    network: ClassVar[str] = "a network"
+    """what reads the frames, named in errors"""
 
     def check_frame_size(self, height: int, width: int) -> None:
         """Refuse frames the policy's network cannot take (a run checks its see size before it starts)."""
         if min(height, width) < self.min_size:
             raise ConfigError(
-                f"mode {self.name!r} uses a network that needs frames of at least "
+                f"mode {self.name!r} uses {self.network}, which needs frames of at least "
                 f"{self.min_size}x{self.min_size}; got {height}x{width} (set see.size >= {self.min_size})"
             )
 
@@ -146,6 +148,7 @@ class PixelsMode(_ImageMode):
     needs_vision = False
     cost = 1.5  # ~240 env steps/s
     min_size = 36  # NatureCNN's 8/4, 4/2, 3/1 convolutions need at least 36x36
+    network = "NatureCNN"
 
     def wrap_env(self, venv: VecEnv, vision: Encoder | None) -> VecEnv:
         h, w = venv.observation_space.shape[:2]  # type: ignore[index]
