@@ -284,7 +284,10 @@ def test_oracle_modes_the_run_does_not_train_are_left_out() -> None:
         ({"readouts": ["+cnn"]}, "is not '<layer>' or '<layer>\\+<head>'"),
         ({"readouts": ["conv1", "conv1"]}, "readouts must not repeat"),
         ({"jobs": -1}, "jobs must be >= 0"),
-        ({"modes": ["pixels"], "see": {"size": 32}}, "'pixels' uses NatureCNN.* at least 36x36; got 32x32 .*see.size"),
+        (
+            {"modes": ["pixels"], "see": {"size": 32}},
+            "'pixels' uses NatureCNN.* at least 36x36; got 32x32 .*see.size",
+        ),
         ({"act": {"timesteps": 0}}, "timesteps"),
         ({"see": {"framez": 3}}, "did you mean .frames."),
         ({"models": ["beta_vae"], "model_modes": {"beta_vea": ["frozen"]}}, "did you mean 'beta_vae'"),
