@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from darla.envs.domains import DomainSpec
+from darla.envs.grid_truth import GridTruth
 from darla.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -129,27 +130,16 @@ POSE_FACTORS = (
 )
 
 
-class RoomGroundTruth:
+class RoomGroundTruth(GridTruth["DomainRoomEnv"]):
     """Factors and renderer for a DomainRoomEnv family (SeekAvoid, FetchObject)."""
 
     def __init__(self, family: EnvFamily, size: int = 64) -> None:
-        self.family = family
-        self.size = int(size)
+        super().__init__(family, size)
         domains = [family.domains[n] for n in family.domain_names()]
         self.base = domains[0]
         self.appearance = appearance_factors(domains)
         self.factor_names = tuple([f.name for f in self.appearance] + [n for n, _ in POSE_FACTORS])
         self.factor_sizes = tuple([len(f.values) for f in self.appearance] + [k for _, k in POSE_FACTORS])
-        self.image_shape = (self.size, self.size, 3)
-        self._env: DomainRoomEnv | None = None
-
-    def __repr__(self) -> str:
-        factors = ", ".join(f"{n}={k}" for n, k in zip(self.factor_names, self.factor_sizes))
-        return f"RoomGroundTruth({self.family.name}, {factors})"
-
-    @property
-    def num_factors(self) -> int:
-        return len(self.factor_names)
 
     def values(self, name: str) -> tuple[Any, ...]:
         """The values behind the indices of factor `name` (textures, colours, bins...)."""
@@ -167,33 +157,13 @@ class RoomGroundTruth:
             raise ConfigError(f"unknown factor {name!r}; valid: {', '.join(self.factor_names)}")
         return grids[name]
 
-    def _get_env(self) -> DomainRoomEnv:
-        if self._env is None:
-            env = self.family.make(self.base.name, seed=0, size=self.size)
-            self._env = env.unwrapped
-        assert self._env is not None
-        return self._env
+    def make_renderer(self) -> DomainRoomEnv:
+        env: DomainRoomEnv = self.family.make(self.base.name, seed=0, size=self.size).unwrapped
+        return env
 
-    def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
-
-    # ------------------------------------------------------------------ GroundTruthData API
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([rng.integers(0, k, size=n) for k in self.factor_sizes], axis=1).astype(np.int64)
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        factors = self.sample_factors(n, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
-
-    def sample_factors_in_domain(self, domain: str, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Random poses in one named domain's appearance (so a probe can compare domains)."""
+    def domain_columns(self, domain: str) -> dict[int, int]:
         spec = self.family.domain(domain)
-        factors = self.sample_factors(n, rng)
-        for i, f in enumerate(self.appearance):
-            factors[:, i] = f.values.index(f.get(spec))
-        return factors
+        return {i: f.values.index(f.get(spec)) for i, f in enumerate(self.appearance)}
 
     def spec_for(self, row: np.ndarray) -> DomainSpec:
         """The domain spec that the appearance part of a factor row describes."""
@@ -205,15 +175,8 @@ class RoomGroundTruth:
 
     def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Render one frame per factor row; object yaw is the only nuisance, drawn from `rng`."""
-        factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
-            raise ConfigError(f"factors must have shape (n, {self.num_factors}), got {factors.shape}")
-        sizes = np.array(self.factor_sizes)
-        if (factors < 0).any() or (factors >= sizes).any():
-            raise ConfigError(
-                f"factor values out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}"
-            )
-        env = self._get_env()
+        factors = self.check_factors(factors)
+        env = self.renderer()
         out = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         na = len(self.appearance)
         centre = env.room_size / 2

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from darla.envs.grid_truth import GridTruth
 from darla.envs.reaching_domains import ReachDomain
 from darla.envs.reaching_model import ReachScene, place_distractors
 from darla.envs.reaching_policies import wrap
@@ -78,12 +79,11 @@ def _nearest(grid: tuple[float, ...], value: float, circular: bool = False, clam
     return index if circular or clamp or gaps[index] <= step / 2 + 1e-9 else -1
 
 
-class ReachingGroundTruth:
+class ReachingGroundTruth(GridTruth[ReachScene]):
     """Factors and renderer of the Reaching family."""
 
     def __init__(self, family: EnvFamily, size: int = 64) -> None:
-        self.family = family
-        self.size = int(size)
+        super().__init__(family, size)
         domains = [family.domains[n] for n in family.domain_names()]
         self.base: ReachDomain = domains[0]
         self.appearance = []
@@ -95,16 +95,6 @@ class ReachingGroundTruth:
         self.factor_sizes = tuple(
             [len(f.values) for f in self.appearance] + [len(g) for g in POSE_GRIDS.values()]
         )
-        self.image_shape = (self.size, self.size, 3)
-        self._scene: ReachScene | None = None
-
-    def __repr__(self) -> str:
-        factors = ", ".join(f"{n}={k}" for n, k in zip(self.factor_names, self.factor_sizes))
-        return f"ReachingGroundTruth({factors})"
-
-    @property
-    def num_factors(self) -> int:
-        return len(self.factor_names)
 
     def values(self, name: str) -> tuple[Any, ...]:
         """The values behind the indices of factor `name` (surfaces, colours, angles, metres)."""
@@ -115,26 +105,12 @@ class ReachingGroundTruth:
             raise ConfigError(f"unknown factor {name!r}; valid: {', '.join(self.factor_names)}")
         return POSE_GRIDS[name]
 
-    def close(self) -> None:
-        if self._scene is not None:
-            self._scene.close()
-            self._scene = None
+    def make_renderer(self) -> ReachScene:
+        return ReachScene(size=self.size)
 
-    # ------------------------------------------------------------------ GroundTruthData API
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([rng.integers(0, k, size=n) for k in self.factor_sizes], axis=1).astype(np.int64)
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        factors = self.sample_factors(n, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
-
-    def sample_factors_in_domain(self, domain: str, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Random poses in one named domain's appearance (so a probe can compare domains)."""
-        spec = self.family.domain(domain)
-        factors = self.sample_factors(n, rng)
-        for i, f in enumerate(self.appearance):
-            factors[:, i] = f.values.index(spec.factors()[f.name])
-        return factors
+    def domain_columns(self, domain: str) -> dict[int, int]:
+        factors = self.family.domain(domain).factors()
+        return {i: f.values.index(factors[f.name]) for i, f in enumerate(self.appearance)}
 
     def spec_for(self, row: np.ndarray) -> ReachDomain:
         """The domain spec that the appearance part of a factor row describes."""
@@ -145,16 +121,8 @@ class ReachingGroundTruth:
 
     def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One frame per factor row (appearance in place, joint angles, target; forward; render)."""
-        factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
-            raise ConfigError(f"factors must have shape (n, {self.num_factors}), got {factors.shape}")
-        if (factors < 0).any() or (factors >= np.array(self.factor_sizes)).any():
-            raise ConfigError(
-                f"factor values out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}"
-            )
-        if self._scene is None:
-            self._scene = ReachScene(size=self.size)
-        scene = self._scene
+        factors = self.check_factors(factors)
+        scene = self.renderer()
         out = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         na = len(self.appearance)
         for i, row in enumerate(factors):

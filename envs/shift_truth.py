@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from darla.envs.grid_truth import GridTruth
 from darla.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,12 +26,11 @@ BASE_STEPS = 20
 """At most this many random actions after the reset of a ground-truth base state."""
 
 
-class ShiftGroundTruth:
+class ShiftGroundTruth(GridTruth["ShiftEnv"]):
     """disentanglement_lib's GroundTruthData shape over a shifted family."""
 
     def __init__(self, family: EnvFamily, size: int = 64) -> None:
-        self.family = family
-        self.size = int(size)
+        super().__init__(family, size)
         specs: list[ShiftSpec] = [family.domains[n] for n in family.domain_names()]
         self.template = specs[0]
         names = [*type(self.template).visible, "base_domain"]
@@ -38,48 +38,20 @@ class ShiftGroundTruth:
         self._values = {n: v for n, v in factors if len(v) > 1}
         self.factor_names = tuple(self._values)
         self.factor_sizes = tuple(len(v) for v in self._values.values())
-        self.image_shape = (self.size, self.size, 3)
-        self._env: ShiftEnv | None = None
-
-    def __repr__(self) -> str:
-        factors = ", ".join(f"{n}={k}" for n, k in zip(self.factor_names, self.factor_sizes))
-        return f"ShiftGroundTruth({self.family.name}, {factors})"
-
-    @property
-    def num_factors(self) -> int:
-        return len(self.factor_names)
 
     def values(self, name: str) -> tuple[Any, ...]:
         if name not in self._values:
             raise ConfigError(f"unknown factor {name!r}; valid: {', '.join(self.factor_names)}")
         return self._values[name]
 
-    def _get_env(self) -> ShiftEnv:
-        if self._env is None:
-            self._env = self.family.make(self.template.name, seed=0, size=self.size).unwrapped
-        assert self._env is not None
-        return self._env
+    def make_renderer(self) -> ShiftEnv:
+        env: ShiftEnv = self.family.make(self.template.name, seed=0, size=self.size).unwrapped
+        return env
 
-    def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
-
-    # ------------------------------------------------------------------ GroundTruthData API
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.stack([rng.integers(0, k, size=n) for k in self.factor_sizes], axis=1).astype(np.int64)
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        factors = self.sample_factors(n, rng)
-        return factors, self.sample_observations_from_factors(factors, rng)
-
-    def sample_factors_in_domain(self, domain: str, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Rows that show one named domain's shift (the base state still varies per frame)."""
+    def domain_columns(self, domain: str) -> dict[int, int]:
+        """Every column: a domain is its shift (the base state still varies per frame)."""
         spec = self.family.domain(domain)
-        factors = self.sample_factors(n, rng)
-        for i, name in enumerate(self.factor_names):
-            factors[:, i] = self._values[name].index(getattr(spec, name))
-        return factors
+        return {i: self._values[name].index(getattr(spec, name)) for i, name in enumerate(self.factor_names)}
 
     def spec_for(self, row: np.ndarray) -> ShiftSpec:
         """The spec a factor row describes (unlisted parameters as in the family's first domain)."""
@@ -88,14 +60,8 @@ class ShiftGroundTruth:
         return spec
 
     def sample_observations_from_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != self.num_factors:
-            raise ConfigError(f"factors must have shape (n, {self.num_factors}), got {factors.shape}")
-        if (factors < 0).any() or (factors >= np.array(self.factor_sizes)).any():
-            raise ConfigError(
-                f"factor values out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}"
-            )
-        env = self._get_env()
+        factors = self.check_factors(factors)
+        env = self.renderer()
         specs = [self.spec_for(row) for row in factors]
         frames = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         masks: list[np.ndarray | None] = []

@@ -239,7 +239,7 @@ def test_ground_truth_renders_what_its_factors_say() -> None:
         spec = DOMAINS[domain]
         for row in gt.sample_factors_in_domain(domain, 4, rng):
             frame = gt.sample_observations_from_factors(row[None], rng)[0]
-            env = gt._get_env()
+            env = gt.renderer()
             pose = env.track_pose()
             na = len(gt.appearance)
             assert gt.values("offset")[row[na + 1]] == pytest.approx(pose.offset, abs=1e-3)
