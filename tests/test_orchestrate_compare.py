@@ -10,7 +10,8 @@ import pytest
 
 import darla.pipelines.stages.act as act_mod
 from darla.cli import main
-from darla.pipelines.orchestrate.local import read_run_log
+from darla.pipelines.orchestrate.local import LocalBackend, Outcome, RunLog, read_run_log
+from darla.pipelines.orchestrate.tasks import StageKind, Task
 
 TINY = [
     "--see.size", "36",  # the pixel baseline's NatureCNN needs 36 px
@@ -155,3 +156,20 @@ def test_unknown_names_fail_before_anything_runs(
     err = capsys.readouterr().err
     assert err.startswith("darla: error:") and repr(bad) in err and valid in err
     assert not out.exists()
+
+
+def test_the_display_counts_a_freed_workers_next_stage_as_running(tmp_path: Path) -> None:
+    """While stages are left, a change is reported once the freed worker has its next stage: the
+    live line never shows an idle worker that is in fact busy."""
+    kind = StageKind("probe", "pathlib:Path", "os.path:exists")  # instant stages, in worker processes
+    tasks = [Task(kind, f"t{i}", tmp_path / f"t{i}", str(tmp_path / f"t{i}")) for i in range(5)]
+    seen: list[tuple[int, int]] = []
+
+    def record(outcomes: dict[Path, Outcome], running: int) -> None:
+        seen.append((len(outcomes), running))
+
+    outcomes = LocalBackend(RunLog(tmp_path), 2, on_change=record).execute(tasks)
+    assert len(outcomes) == 5 and all(o.status == "ran" for o in outcomes.values())
+    assert seen and seen[-1] == (5, 0)
+    for done, running in seen[:-1]:
+        assert running == min(2, 5 - done), seen

@@ -258,6 +258,7 @@ class LocalBackend(Backend):
         level = logging.getLevelName(logging.getLogger("darla").getEffectiveLevel())
         inside = str(self.log.out) if locks.holds(self.log.out) else None
         pool = self._pool(len(tasks), level, inside)
+        changed = False  # tell on_change once the freed workers have their next stages
         try:
             while pending or running:
                 for task in list(pending):
@@ -272,6 +273,9 @@ class LocalBackend(Backend):
                     attempts[task.folder] = attempts.get(task.folder, 0) + 1
                     before = self._announce(task)
                     running[pool.submit(timed_task, task)] = (task, before, time.perf_counter())
+                if changed and self.on_change is not None:
+                    self.on_change(outcomes, len(running))
+                changed = False
                 if not running:
                     continue
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -300,8 +304,9 @@ class LocalBackend(Backend):
                         outcomes[task.folder] = outcome
                         continue
                     outcomes[task.folder] = self._settled(task, before, path, seconds, n)
-                if self.on_change is not None:
-                    self.on_change(outcomes, len(running))
+                changed = True
+            if changed and self.on_change is not None:
+                self.on_change(outcomes, 0)
         except (KeyboardInterrupt, SystemExit) as exc:
             # stop now, not when the running stages end (possibly an hour): each resumes from its
             # checkpoint on the next run, and no worker may write into the run after we return
