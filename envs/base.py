@@ -32,6 +32,7 @@ from miniworld.utils import get_file_path
 from pyglet import gl
 
 from darla.envs.domains import OBJECT_KINDS, DomainSpec
+from darla.envs.family import get_family
 from darla.errors import ConfigError
 from darla.registry import Registry, check_choice
 
@@ -196,8 +197,6 @@ class DomainRoomEnv(MiniWorldEnv):
     # ------------------------------------------------------------------ domains
     @classmethod
     def resolve_domain(cls, domain: str | DomainSpec | Mapping[str, Any] | None) -> DomainSpec:
-        from darla.envs.family import get_family
-
         family = get_family(cls.family_name)
         return family.domain(family.splits["source"][0] if domain is None else domain)
 

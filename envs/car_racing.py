@@ -27,9 +27,11 @@ import numpy as np
 from gymnasium import spaces
 
 from darla.config import to_dict
+from darla.envs.car_racing_policies import CAR_POLICIES, show_drive
 from darla.envs.car_racing_render import Palette, TrackRenderer
+from darla.envs.car_racing_truth import CarGroundTruth
 from darla.envs.domains import Color
-from darla.envs.family import FAMILIES, EnvFamily
+from darla.envs.family import FAMILIES, EnvFamily, get_family
 from darla.errors import ConfigError
 
 # gymnasium.envs.box2d imports pygame: car_racing_render set the headless SDL drivers first
@@ -176,6 +178,7 @@ class CarRacingEnv(gym.Env):
     """CarRacing with named colour domains, frame skip and the cropped 64x64 view (uint8 HxWx3)."""
 
     family_name: ClassVar[str] = "CarRacing"
+    road_half_width: ClassVar[float] = ROAD_HALF_WIDTH
     # one frame per agent step: gymnasium's 50 simulator frames/s over the default frame skip of 4
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}  # noqa: RUF012 (gymnasium's attribute)
 
@@ -213,8 +216,6 @@ class CarRacingEnv(gym.Env):
     # ------------------------------------------------------------------ domains
     @classmethod
     def resolve_domain(cls, domain: str | CarDomain | Mapping[str, Any] | None) -> CarDomain:
-        from darla.envs.family import get_family
-
         family = get_family(cls.family_name)
         spec: CarDomain = family.domain(family.splits["source"][0] if domain is None else domain)
         return spec
@@ -327,14 +328,10 @@ class CarRacingEnv(gym.Env):
 
 
 def _ground_truth(family: EnvFamily, size: int) -> Any:
-    from darla.envs.car_racing_truth import CarGroundTruth
-
     return CarGroundTruth(family, size)
 
 
 def _make_family() -> EnvFamily:
-    from darla.envs.car_racing_policies import CAR_POLICIES, show_drive
-
     return EnvFamily(
         name="CarRacing",
         gym_id="darla/CarRacing-v0",

@@ -50,12 +50,10 @@ class DrivePolicy:
 
     def steering(self, env: CarRacingEnv) -> float:
         """Angle (radians, positive = left) from the car's heading to its aim point."""
-        from darla.envs.car_racing import ROAD_HALF_WIDTH
-
         pose = env.track_pose()
         track = env.sim.track
         _, beta, x, y = track[(pose.tile + self.lookahead) % len(track)]
-        shift = self.lane * ROAD_HALF_WIDTH
+        shift = self.lane * env.road_half_width
         aim = (x + shift * math.cos(beta), y + shift * math.sin(beta))
         hull = env.car.hull
         dx, dy = aim[0] - hull.position[0], aim[1] - hull.position[1]

@@ -5,18 +5,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium
 from gymnasium.wrappers import TimeLimit
 
 from darla.envs.domains import SPLITS, DomainSpec, check_splits, spec_from
+from darla.envs.ground_truth import GroundTruth, RoomGroundTruth
 from darla.envs.policies import ROOM_POLICIES, Policy, show_seek
 from darla.errors import ConfigError
 from darla.registry import Registry, check_choice
-
-if TYPE_CHECKING:
-    from darla.envs.ground_truth import GroundTruth
 
 
 @dataclass
@@ -130,8 +128,6 @@ class EnvFamily:
     def ground_truth(self, size: int = 64) -> GroundTruth:
         if self.ground_truth_factory is not None:
             return self.ground_truth_factory(self, size)
-        from darla.envs.ground_truth import RoomGroundTruth
-
         return RoomGroundTruth(self, size=size)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from darla.artifacts import atomic_write_json, read_json
+from darla.envs.family import get_family
 from darla.errors import ArtifactError, ConfigError
 from darla.log import progress
 from darla.seeding import derive_seed
@@ -120,8 +121,6 @@ _WORKER_ENVS: dict[tuple[Any, ...], Any] = {}  # per process: one env reused acr
 
 def _collect_chunk(folder: str, request: dict[str, Any], chunk: tuple[int, int, int, int]) -> tuple[int, int]:
     """Fill frames[start:stop] of `folder`; returns (chunk start, frames with an object in view)."""
-    from darla.envs.family import get_family
-
     start, stop, domain_index, chunk_seed = chunk
     family = get_family(request["family"])
     key = (family.name, request["size"], json.dumps(request["env_params"], sort_keys=True))
@@ -183,8 +182,6 @@ def collect_frames(
 ) -> FrameDataset:
     """Collect `n` frames spread evenly over `domains` (names or split names), or reuse the
     cached collection of the same request. `workers` processes write into one memmap."""
-    from darla.envs.family import get_family
-
     fam = get_family(family)
     names = fam.resolve_domains(list(domains) if not isinstance(domains, str) else domains)
     fam.collect_policy(policy)  # a clear error for a policy the family does not offer

@@ -32,11 +32,12 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from darla.envs.family import FAMILIES, EnvFamily
+from darla.envs.family import FAMILIES, EnvFamily, get_family
 from darla.envs.reaching_domains import DOMAINS, SPLITS, ReachDomain
 from darla.envs.reaching_gl import prefer_headless
 from darla.envs.reaching_model import ELBOW_RANGE, REACH, TIMESTEP, ReachScene, place_distractors
 from darla.envs.reaching_policies import POLICIES, show_reach
+from darla.envs.reaching_truth import ReachingGroundTruth
 from darla.errors import ConfigError
 from darla.registry import check_choice
 
@@ -129,8 +130,6 @@ class ReachingEnv(gymnasium.Env):
 
     @classmethod
     def resolve_domain(cls, domain: str | ReachDomain | Mapping[str, Any] | None) -> ReachDomain:
-        from darla.envs.family import get_family
-
         family = get_family(cls.family_name)
         spec: ReachDomain = family.domain(family.splits["source"][0] if domain is None else domain)
         return spec
@@ -218,8 +217,6 @@ class ReachingEnv(gymnasium.Env):
 
 
 def _ground_truth(family: EnvFamily, size: int) -> Any:
-    from darla.envs.reaching_truth import ReachingGroundTruth
-
     return ReachingGroundTruth(family, size=size)
 
 

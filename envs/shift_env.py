@@ -12,6 +12,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from darla.envs.family import get_family
 from darla.envs.shift import ShiftSpec
 from darla.envs.shift_family import ShiftInfo, shift_info
 from darla.envs.shift_ops import ColourKey, FrameOp, Keyer, MaskKey, resize_frame, resize_mask
@@ -75,8 +76,6 @@ class ShiftEnv(gymnasium.Env):
 
     # ------------------------------------------------------------------ construction
     def _resolve(self, domain: str | ShiftSpec | Mapping[str, Any] | None) -> ShiftSpec:
-        from darla.envs.family import get_family
-
         family = get_family(self.family_name)
         spec: ShiftSpec = family.domain(family.splits["source"][0] if domain is None else domain)
         bases = self.base_info.domains

@@ -29,6 +29,7 @@ from gymnasium import spaces
 from darla.envs.family import FAMILIES, EnvFamily
 from darla.envs.policies import Policy, RandomPolicy
 from darla.envs.shift import LEVEL_SPLITS, LEVELS, SUITES, ShiftSpec, Suite
+from darla.envs.shift_truth import shift_ground_truth
 from darla.errors import ConfigError, UnknownNameError
 from darla.registry import unknown_name_message
 
@@ -258,8 +259,6 @@ def shift_family(name: str) -> EnvFamily:
     if canonical in FAMILIES:
         return FAMILIES.get(canonical)
     _check_background(base, suite)
-    from darla.envs.shift_truth import shift_ground_truth
-
     domains, splits = _domains(base, suite)
     policies, show = _policies(base)
     what = (
