@@ -6,6 +6,7 @@ rollout (after a checkpoint) and re-run. Their policies must be equal tensor for
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,28 +84,33 @@ def config(out: Path, see: Path, algo: str) -> Any:
     )
 
 
+def kill_act_mid_rollout(cfg: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run act until step 90 (after the checkpoint at 40-64 steps, inside a rollout), then stop it
+    as SIGKILL would; returns the act folder it left behind."""
+    real_step = act_mod.SourceEvalCallback._on_step
+
+    def die_mid_rollout(self: Any) -> bool:
+        if self.num_timesteps >= 90:
+            raise Killed
+        return real_step(self)
+
+    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", die_mid_rollout)
+    with pytest.raises(Killed):
+        run_act(cfg)
+    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", real_step)
+    return act_mod.act_dir(cfg)
+
+
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "mfec"])
 def test_killed_mid_rollout_resumes_bit_exactly(
     algo: str, see_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unbroken = run_act(config(tmp_path / "a", see_dir, algo))
-
-    real_step = act_mod.SourceEvalCallback._on_step
-
-    def die_mid_rollout(self: Any) -> bool:
-        if self.num_timesteps >= 90:  # after the checkpoint at 40-64 steps, inside a rollout
-            raise Killed
-        return real_step(self)
-
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", die_mid_rollout)
     cfg = config(tmp_path / "b", see_dir, algo)
-    with pytest.raises(Killed):
-        run_act(cfg)
-    folder = act_mod.act_dir(cfg)
+    folder = kill_act_mid_rollout(cfg, monkeypatch)
     assert not (folder / "DONE.json").exists()
     saved = read_json(folder / "checkpoint.json")
     assert 40 <= saved["num_timesteps"] < 90 and saved["exact"]
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", real_step)
 
     resumed = run_act(cfg)
     done, reference = read_json(resumed / "DONE.json"), read_json(unbroken / "DONE.json")
@@ -150,22 +156,11 @@ def test_a_resume_that_cannot_replay_its_envs_says_it_is_not_exact(
     see_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = config(tmp_path, see_dir, "ppo")
-    real_step = act_mod.SourceEvalCallback._on_step
-
-    def die(self: Any) -> bool:
-        if self.num_timesteps >= 90:
-            raise Killed
-        return real_step(self)
-
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", die)
-    with pytest.raises(Killed):
-        run_act(cfg)
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", real_step)
-    folder = act_mod.act_dir(cfg)
+    folder = kill_act_mid_rollout(cfg, monkeypatch)
     state = folder / read_json(folder / "checkpoint.json")["state"] / "state.json"
     meta = read_json(state)
     meta["envs"][0]["digest"] = "0" * 16  # as if the env had replayed into another state
-    state.write_text(__import__("json").dumps(meta))
+    state.write_text(json.dumps(meta))
     done = read_json(run_act(cfg) / "DONE.json")
     assert done["exact"] is False
     assert "env 0" in done["resumes"][0]["notes"][0]

@@ -22,9 +22,8 @@ import pytest
 import torch
 from conftest import tiny_see
 from test_act_pipeline import act_config
-from test_act_resume import Killed, config
+from test_act_resume import config, kill_act_mid_rollout
 
-import darla.pipelines.stages.act as act_mod
 from darla.agents import load_agent
 from darla.artifacts import read_json
 from darla.cli import main
@@ -108,19 +107,7 @@ def test_the_transfer_command_refuses_a_crafted_or_broken_policy(
 
 
 def _killed_run(see: Path, out: Path, algo: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cfg = config(out, see, algo)
-    real_step = act_mod.SourceEvalCallback._on_step
-
-    def die(self: Any) -> bool:
-        if self.num_timesteps >= 90:
-            raise Killed
-        return real_step(self)
-
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", die)
-    with pytest.raises(Killed):
-        run_act(cfg)
-    monkeypatch.setattr(act_mod.SourceEvalCallback, "_on_step", real_step)
-    folder = act_mod.act_dir(cfg)
+    folder = kill_act_mid_rollout(config(out, see, algo), monkeypatch)
     return folder / read_json(folder / "checkpoint.json")["state"]
 
 
