@@ -197,8 +197,8 @@ class DomainRoomEnv(MiniWorldEnv):
     # ------------------------------------------------------------------ domains
     @classmethod
     def resolve_domain(cls, domain: str | DomainSpec | Mapping[str, Any] | None) -> DomainSpec:
-        family = get_family(cls.family_name)
-        return family.domain(family.splits["source"][0] if domain is None else domain)
+        spec: DomainSpec = get_family(cls.family_name).domain(domain)
+        return spec
 
     def _apply_domain(self, spec: DomainSpec) -> None:
         self.domain = spec

@@ -216,8 +216,7 @@ class CarRacingEnv(gym.Env):
     # ------------------------------------------------------------------ domains
     @classmethod
     def resolve_domain(cls, domain: str | CarDomain | Mapping[str, Any] | None) -> CarDomain:
-        family = get_family(cls.family_name)
-        spec: CarDomain = family.domain(family.splits["source"][0] if domain is None else domain)
+        spec: CarDomain = get_family(cls.family_name).domain(domain)
         return spec
 
     def _apply_domain(self, spec: CarDomain) -> None:

@@ -58,8 +58,11 @@ class EnvFamily:
             if required not in self.collect_policies:
                 raise ConfigError(f"env family {self.name!r} must offer a {required!r} collection policy")
 
-    def domain(self, name_or_spec: str | Mapping[str, Any] | Any) -> Any:
-        """A named domain, or a validated custom spec (a mapping or a `domain_cls` instance)."""
+    def domain(self, name_or_spec: str | Mapping[str, Any] | Any = None) -> Any:
+        """A named domain, or a validated custom spec (a mapping or a `domain_cls` instance);
+        None is the first source domain, what an env shows when no domain is given."""
+        if name_or_spec is None:
+            return self.domains[self.splits["source"][0]]
         if isinstance(name_or_spec, str):
             check_choice(f"{self.name} domain", name_or_spec, list(self.domains))
             return self.domains[name_or_spec]

@@ -130,8 +130,7 @@ class ReachingEnv(gymnasium.Env):
 
     @classmethod
     def resolve_domain(cls, domain: str | ReachDomain | Mapping[str, Any] | None) -> ReachDomain:
-        family = get_family(cls.family_name)
-        spec: ReachDomain = family.domain(family.splits["source"][0] if domain is None else domain)
+        spec: ReachDomain = get_family(cls.family_name).domain(domain)
         return spec
 
     # ------------------------------------------------------------------ gym API

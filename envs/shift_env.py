@@ -77,7 +77,7 @@ class ShiftEnv(gymnasium.Env):
     # ------------------------------------------------------------------ construction
     def _resolve(self, domain: str | ShiftSpec | Mapping[str, Any] | None) -> ShiftSpec:
         family = get_family(self.family_name)
-        spec: ShiftSpec = family.domain(family.splits["source"][0] if domain is None else domain)
+        spec: ShiftSpec = family.domain(domain)
         bases = self.base_info.domains
         if spec.base_domain not in bases:
             valid = [repr(b) for b in bases]

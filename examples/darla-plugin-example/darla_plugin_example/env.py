@@ -178,7 +178,7 @@ class DotsEnv(gymnasium.Env):
             raise ConfigError(f"grid must be an integer in [3, size={size}], got {grid!r}")
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.domain: DotsDomain = FAMILY.domain(FAMILY.splits["source"][0] if domain is None else domain)
+        self.domain: DotsDomain = FAMILY.domain(domain)
         self.size, self.grid = int(size), int(grid)
         self.goal_reward, self.bad_reward = float(goal_reward), float(bad_reward)
         self.shaping = float(shaping)
