@@ -36,14 +36,12 @@ from darla.errors import ConfigError
 
 # gymnasium.envs.box2d imports pygame: car_racing_render set the headless SDL drivers first
 from gymnasium.envs.box2d.car_dynamics import SIZE, WHEELPOS, Car  # isort: skip
-from gymnasium.envs.box2d.car_racing import TRACK_WIDTH, CarRacing  # isort: skip
+from gymnasium.envs.box2d.car_racing import CarRacing  # isort: skip
 
 ACTION_NAMES = ("noop", "right", "left", "gas", "brake")
 """gymnasium's discrete CarRacing actions: steer -/+0.6, gas 0.2, brake 0.8 (one at a time)."""
 FRAMES_PER_EPISODE = 1000
 """CarRacing-v3's time limit in simulator frames (250 agent steps at frame skip 4)."""
-ROAD_HALF_WIDTH = TRACK_WIDTH
-"""Half the road's width in world units (gymnasium's TRACK_WIDTH)."""
 
 
 def _check_color(where: str, value: tuple[float, ...]) -> None:
@@ -178,7 +176,6 @@ class CarRacingEnv(gym.Env):
     """CarRacing with named colour domains, frame skip and the cropped 64x64 view (uint8 HxWx3)."""
 
     family_name: ClassVar[str] = "CarRacing"
-    road_half_width: ClassVar[float] = ROAD_HALF_WIDTH
     # one frame per agent step: gymnasium's 50 simulator frames/s over the default frame skip of 4
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}  # noqa: RUF012 (gymnasium's attribute)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from darla.envs.car_racing_render import ROAD_HALF_WIDTH
 from darla.envs.policies import Policy, RandomPolicy
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class DrivePolicy:
         pose = env.track_pose()
         track = env.sim.track
         _, beta, x, y = track[(pose.tile + self.lookahead) % len(track)]
-        shift = self.lane * env.road_half_width
+        shift = self.lane * ROAD_HALF_WIDTH
         aim = (x + shift * math.cos(beta), y + shift * math.sin(beta))
         hull = env.car.hull
         dx, dy = aim[0] - hull.position[0], aim[1] - hull.position[1]

@@ -38,6 +38,8 @@ CAR_Y = gym_cr.WINDOW_H * 3.0 / 4.0
 ZOOM = gym_cr.ZOOM * gym_cr.SCALE  # window pixels per world unit at full zoom
 GRASS_DIM = gym_cr.GRASS_DIM
 PLAYFIELD = gym_cr.PLAYFIELD
+ROAD_HALF_WIDTH = gym_cr.TRACK_WIDTH
+"""Half the road's width in world units (gymnasium's TRACK_WIDTH)."""
 # the farthest view corner from the car, in world units (culling radius for grass patches)
 VIEW_RADIUS = math.hypot(CAR_X, CAR_Y) / ZOOM + GRASS_DIM
 BAR_FRACTION = 3.0 / 40.0
